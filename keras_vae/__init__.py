@@ -1,0 +1,47 @@
+"""keras-vae: a Variational Autoencoder on MNIST in Keras 3.
+
+One codebase for the TensorFlow, JAX and PyTorch backends, chosen with the
+`KERAS_BACKEND` environment variable. Importing the package registers its
+layers and model, so `keras.saving.load_model("model.keras")` works after
+`import keras_vae`.
+"""
+
+import os
+
+# Quieten TensorFlow's C++ start-up logging unless the user asked for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from keras_vae.backend import check_backend  # noqa: E402
+
+check_backend()
+
+from keras_vae.errors import (  # noqa: E402
+    BackendError,
+    DataUnavailableError,
+    ModelFileError,
+    UserError,
+)
+from keras_vae.layers import Sampling  # noqa: E402
+from keras_vae.losses import (  # noqa: E402
+    elbo_losses,
+    kl_divergence,
+    reconstruction_loss,
+)
+from keras_vae.model import VAE  # noqa: E402
+from keras_vae.networks import build_decoder, build_encoder  # noqa: E402
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "VAE",
+    "BackendError",
+    "DataUnavailableError",
+    "ModelFileError",
+    "Sampling",
+    "UserError",
+    "build_decoder",
+    "build_encoder",
+    "elbo_losses",
+    "kl_divergence",
+    "reconstruction_loss",
+]

@@ -1,0 +1,25 @@
+"""Errors a user can cause, each reported by the scripts as one line.
+
+Everything here is importable without Keras, so that a bad `KERAS_BACKEND`
+can be reported before Keras itself fails to import.
+"""
+
+
+class UserError(Exception):
+    """An error the user can fix: bad flags, missing data, a bad file.
+
+    The command-line scripts print its message on one line and exit with
+    status 2, without a traceback.
+    """
+
+
+class BackendError(UserError, ImportError):
+    """`KERAS_BACKEND` names an unsupported backend, or one not installed."""
+
+
+class DataUnavailableError(UserError):
+    """The dataset is not prepared locally and cannot be downloaded."""
+
+
+class ModelFileError(UserError):
+    """A path that should hold a keras-vae model does not."""

@@ -1,0 +1,46 @@
+"""The reparameterization trick as a layer."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class Sampling(keras.layers.Layer):
+    """Draws z ~ N(mean, exp(log_var)) as z = mean + exp(log_var / 2) * eps.
+
+    The noise eps ~ N(0, I) comes from `keras.random.normal` with a
+    `keras.random.SeedGenerator` owned by the layer. The generator's state is
+    a variable, so the layer draws fresh noise at every step inside compiled
+    (jit) training steps on every backend, and `stateless_call` threads it.
+
+    Args:
+        seed: optional int seeding the layer's generator. When `None`, the
+            seed comes from Keras's global seed (`keras.utils.set_random_seed`).
+        **kwargs: standard `keras.layers.Layer` arguments.
+
+    Call arguments:
+        inputs: a pair `(mean, log_var)` of tensors of the same shape.
+
+    Returns:
+        A tensor of that shape: one sample of z per row.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        mean, log_var = inputs
+        epsilon = keras.random.normal(
+            ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator
+        )
+        return mean + ops.exp(0.5 * log_var) * epsilon
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"seed": self.seed})
+        return config

@@ -1,0 +1,68 @@
+"""The VAE objective, written once in `keras.ops` for every backend.
+
+All quantities are in nats. Per-example functions return one value per image;
+`elbo_losses` averages them over the batch.
+"""
+
+from keras import ops
+
+
+def _sum_over_examples(values):
+    """Sums a tensor over every axis but the first (the batch axis)."""
+    return ops.sum(values, axis=tuple(range(1, len(values.shape))))
+
+
+def reconstruction_loss(images, logits):
+    """Bernoulli negative log-likelihood -log p(x|z), per example.
+
+    This is the binary cross-entropy of the pixels given the decoder's logits,
+    summed over pixels, in the stable form softplus(l) - x * l. It accepts
+    grey levels x in [0, 1] as well as binary pixels.
+
+    Args:
+        images: tensor of pixel values in [0, 1], shape `(batch, ...)`.
+        logits: decoder logits of the same shape.
+
+    Returns:
+        A tensor of shape `(batch,)`.
+    """
+    images = ops.cast(images, logits.dtype)
+    return _sum_over_examples(ops.softplus(logits) - images * logits)
+
+
+def kl_divergence(z_mean, z_log_var):
+    """Analytic KL(N(mean, exp(log_var)) || N(0, I)), per example.
+
+    KL = -1/2 * sum_j (1 + log_var_j - mean_j^2 - exp(log_var_j)).
+
+    Args:
+        z_mean: posterior means, shape `(batch, latent_dim)`.
+        z_log_var: posterior log-variances, same shape.
+
+    Returns:
+        A tensor of shape `(batch,)`.
+    """
+    return -0.5 * _sum_over_examples(
+        1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var)
+    )
+
+
+def elbo_losses(images, outputs):
+    """The negative ELBO and its two terms, averaged over the batch.
+
+    Args:
+        images: the encoder's input batch, pixel values in [0, 1].
+        outputs: the dict returned by `VAE.call` on `images`: `z_mean`,
+            `z_log_var` and `logits` (decoded from one sample of z).
+
+    Returns:
+        A dict with scalar tensors `reconstruction_loss`, `kl_loss` and
+        `loss` = `reconstruction_loss` + `kl_loss` (nats per image).
+    """
+    reconstruction = ops.mean(reconstruction_loss(images, outputs["logits"]))
+    kl = ops.mean(kl_divergence(outputs["z_mean"], outputs["z_log_var"]))
+    return {
+        "loss": reconstruction + kl,
+        "reconstruction_loss": reconstruction,
+        "kl_loss": kl,
+    }

@@ -1,0 +1,120 @@
+"""The training and test steps of `VAE`, one gradient step per backend.
+
+Keras lets a model customize `fit()` by overriding `train_step`, but how to
+take a gradient differs by backend (see the keras.io guides "Customizing what
+happens in fit()"): TensorFlow records a `GradientTape`, PyTorch runs autograd
+on the loss, and JAX needs a pure function of the variables, so its steps take
+and return the model's `state`. Only that part is written per backend; the
+loss comes from `VAE.compute_losses` / `losses.elbo_losses` in every case.
+"""
+
+import keras
+
+
+def _images(data):
+    """The images of a batch given to `fit`/`evaluate` as `x` or `(x,)`."""
+    return keras.utils.unpack_x_y_sample_weight(data)[0]
+
+
+def _update_trackers(model, losses):
+    """Adds a batch's losses to the model's mean trackers; returns the logs."""
+    for tracker in model.metrics:
+        tracker.update_state(losses[tracker.name])
+    return {tracker.name: tracker.result() for tracker in model.metrics}
+
+
+# TensorFlow -----------------------------------------------------------------
+
+
+def tensorflow_train_step(model, data):
+    import tensorflow as tf
+
+    images = _images(data)
+    with tf.GradientTape() as tape:
+        losses = model.compute_losses(images, training=True)
+    gradients = tape.gradient(losses["loss"], model.trainable_weights)
+    model.optimizer.apply(gradients, model.trainable_weights)
+    return _update_trackers(model, losses)
+
+
+# PyTorch --------------------------------------------------------------------
+
+
+def torch_train_step(model, data):
+    import torch
+
+    images = _images(data)
+    model.zero_grad()
+    losses = model.compute_losses(images, training=True)
+    losses["loss"].backward()
+    gradients = [variable.value.grad for variable in model.trainable_weights]
+    with torch.no_grad():
+        model.optimizer.apply(gradients, model.trainable_weights)
+    return _update_trackers(model, losses)
+
+
+def stateful_test_step(model, data):
+    """The test step of TensorFlow and PyTorch: no gradient, same losses."""
+    losses = model.compute_losses(_images(data), training=False)
+    return _update_trackers(model, losses)
+
+
+# JAX ------------------------------------------------------------------------
+
+
+def _jax_losses(model, trainable, non_trainable, images, training):
+    """Pure version of `model.compute_losses`; also returns the new state."""
+    outputs, non_trainable = model.stateless_call(
+        trainable, non_trainable, images, training=training
+    )
+    losses = model.losses_from_outputs(images, outputs)
+    return losses["loss"], (losses, non_trainable)
+
+
+def _jax_update_trackers(model, metrics_variables, losses):
+    """`_update_trackers` on explicit metric variables; returns them updated."""
+    mapping = list(zip(model.metrics_variables, metrics_variables))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        logs = _update_trackers(model, losses)
+    return logs, [scope.get_current_value(v) for v in model.metrics_variables]
+
+
+def jax_train_step(model, state, data):
+    import jax
+
+    trainable, non_trainable, optimizer_variables, metrics_variables = state
+    gradient_fn = jax.value_and_grad(_jax_losses, argnums=1, has_aux=True)
+    (_, (losses, non_trainable)), gradients = gradient_fn(
+        model, trainable, non_trainable, _images(data), True
+    )
+    trainable, optimizer_variables = model.optimizer.stateless_apply(
+        optimizer_variables, gradients, trainable
+    )
+    logs, metrics_variables = _jax_update_trackers(
+        model, metrics_variables, losses
+    )
+    return logs, (
+        trainable,
+        non_trainable,
+        optimizer_variables,
+        metrics_variables,
+    )
+
+
+def jax_test_step(model, state, data):
+    trainable, non_trainable, metrics_variables = state
+    _, (losses, non_trainable) = _jax_losses(
+        model, trainable, non_trainable, _images(data), False
+    )
+    logs, metrics_variables = _jax_update_trackers(
+        model, metrics_variables, losses
+    )
+    return logs, (trainable, non_trainable, metrics_variables)
+
+
+#: backend name -> (train_step, test_step), each taking the model first.
+STEPS = {
+    "tensorflow": (tensorflow_train_step, stateful_test_step),
+    "torch": (torch_train_step, stateful_test_step),
+    "jax": (jax_train_step, jax_test_step),
+}
