@@ -21,6 +21,8 @@ from keras_vae.errors import (  # noqa: E402
     ModelFileError,
     UserError,
 )
+from keras_vae import files  # noqa: E402
+from keras_vae.files import load_model, save_model  # noqa: E402
 from keras_vae.layers import Sampling  # noqa: E402
 from keras_vae.losses import (  # noqa: E402
     elbo_losses,
@@ -43,5 +45,7 @@ __all__ = [
     "build_encoder",
     "elbo_losses",
     "kl_divergence",
+    "load_model",
     "reconstruction_loss",
+    "save_model",
 ]

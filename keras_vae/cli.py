@@ -1,0 +1,60 @@
+"""Helpers shared by the command-line scripts in `scripts/`.
+
+The scripts parse flags and call the package; this module gives them one way
+to report errors a user can cause: one line, exit status 2, no traceback
+(`--debug` shows it).
+"""
+
+import argparse
+import sys
+
+import keras
+
+from keras_vae.errors import UserError
+
+
+def run(main, prog, argv=None):
+    """Runs `main(argv)` and turns a `UserError` into a one-line message.
+
+    Args:
+        main: the script's main function; returns an exit status or None.
+        prog: the script's name, e.g. `"train.py"`, for messages.
+        argv: arguments (default `sys.argv[1:]`).
+
+    Returns:
+        The exit status: 0, 2 for a user error, 130 when interrupted.
+    """
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        return main(argv) or 0
+    except UserError as error:
+        if "--debug" in argv:
+            raise
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+
+
+def add_debug_flag(parser):
+    parser.add_argument(
+        "--debug", action="store_true", help="show full tracebacks on errors"
+    )
+
+
+def parse_grid(text):
+    """Parses `ROWSxCOLS` (e.g. `8x8`) for `argparse`."""
+    try:
+        rows, cols = (int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected ROWSxCOLS like 8x8, got {text!r}")
+    if rows <= 0 or cols <= 0:
+        raise argparse.ArgumentTypeError(f"rows and columns must be > 0, got {text!r}")
+    return rows, cols
+
+
+def announce_backend(prog):
+    """Prints the backend and devices in use, e.g. at the start of training."""
+    devices = ", ".join(keras.distribution.list_devices())
+    print(f"{prog}: Keras {keras.__version__}, backend {keras.backend.backend()} ({devices})")

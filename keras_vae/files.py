@@ -1,0 +1,126 @@
+"""Reading and writing the files a user keeps: models, JSON, CSV, images.
+
+Every write goes to a temporary name in the destination folder and is renamed
+into place (`os.replace` is atomic on POSIX and Windows), so a crash leaves
+either the old file or the new one, never half of one. Every model load goes
+through `load_model`, which uses Keras's `safe_mode` and checks the file first.
+"""
+
+import contextlib
+import json
+import os
+import zipfile
+from pathlib import Path
+
+import keras
+
+from keras_vae.errors import ModelFileError
+
+_VAE_REGISTERED_NAME = "keras_vae>VAE"
+
+
+@contextlib.contextmanager
+def atomic_path(path):
+    """Yields a temporary path beside `path`; renames it to `path` on success.
+
+    The temporary name keeps the suffix, so writers that pick a format from
+    it (Keras, PIL) behave. On an exception the temporary file is removed
+    and `path` is untouched.
+
+    Args:
+        path: the destination file.
+
+    Yields:
+        A `Path` to write to.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    try:
+        yield temporary
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def write_text(path, text):
+    """Writes `text` to `path` atomically."""
+    with atomic_path(path) as temporary:
+        temporary.write_text(text)
+
+
+def write_json(path, data):
+    """Writes `data` as indented JSON to `path` atomically."""
+    write_text(path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+
+
+def save_model(model, path):
+    """Saves `model` as a `.keras` file, atomically.
+
+    Args:
+        model: a `keras.Model`.
+        path: destination; must end in `.keras`.
+    """
+    with atomic_path(path) as temporary:
+        model.save(temporary)
+
+
+def _check_archive(path):
+    """Raises `ModelFileError` unless `path` looks like a keras-vae model."""
+    if not path.exists():
+        raise ModelFileError(f"{path}: no such file")
+    if not path.is_file():
+        raise ModelFileError(f"{path}: not a file")
+    if path.suffix != ".keras":
+        raise ModelFileError(f"{path}: not a .keras model file (wrong suffix)")
+    if not zipfile.is_zipfile(path):
+        raise ModelFileError(
+            f"{path}: not a .keras model file (not a zip archive: "
+            "another format, or a truncated file)"
+        )
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = set(archive.namelist())
+            if "config.json" not in names:
+                raise ModelFileError(
+                    f"{path}: a zip archive but not a Keras model (no config.json)"
+                )
+            config = json.loads(archive.read("config.json"))
+            if archive.testzip() is not None:
+                raise ModelFileError(f"{path}: corrupt archive (bad checksum)")
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise ModelFileError(f"{path}: corrupt .keras archive ({error})") from error
+    registered = config.get("registered_name") if isinstance(config, dict) else None
+    if registered != _VAE_REGISTERED_NAME:
+        kind = registered or (config.get("class_name") if isinstance(config, dict) else None)
+        raise ModelFileError(
+            f"{path}: a Keras model of class {kind!r}, not a keras-vae VAE"
+        )
+
+
+def load_model(path):
+    """Loads a `VAE` saved by this package, refusing anything else.
+
+    The archive is checked before Keras reads it, and Keras loads it with
+    `safe_mode=True`, so a file that would run code (a `Lambda` layer, a
+    pickled function) is refused and none of its code runs.
+
+    Args:
+        path: a `.keras` file written by `VAE.save` or `save_model`.
+
+    Returns:
+        The `VAE`, compiled if it was saved compiled.
+
+    Raises:
+        ModelFileError: with a one-line reason naming the file.
+    """
+    path = Path(path)
+    _check_archive(path)
+    try:
+        return keras.saving.load_model(path, safe_mode=True)
+    except Exception as error:  # Keras raises many types; report one line.
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
+        raise ModelFileError(
+            f"{path}: could not be loaded as a keras-vae model "
+            f"({type(error).__name__}: {reason})"
+        ) from error

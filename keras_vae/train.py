@@ -1,0 +1,184 @@
+"""Training and evaluating a VAE run: the work behind `scripts/train.py`.
+
+A run is described by a `TrainConfig` and writes everything into one folder:
+
+    model.keras          the final model
+    best.keras           the model with the lowest validation loss
+    config.json          the configuration, backend and package versions
+    history.csv          per-epoch train and validation losses
+    samples/epoch_NNN.png         the same 64 z decoded after each epoch
+    reconstructions/epoch_NNN.png test images above their reconstructions
+    metrics.json         test-set losses and timings
+"""
+
+import dataclasses
+import datetime
+import importlib.metadata
+import platform
+import statistics
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_vae import callbacks, data, files
+from keras_vae.errors import UserError
+from keras_vae.model import VAE
+
+NUM_SAMPLES = 64  # the 8x8 grid written after every epoch
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run. Defaults: the original design.
+
+    Attributes:
+        epochs: passes over the training set.
+        batch_size: images per gradient step.
+        latent_dim: size of z.
+        hidden_dim: units of the hidden layers.
+        learning_rate: Adam's learning rate.
+        seed: seeds Keras, the backend and NumPy; same seed and backend give
+            the same numbers.
+        dataset: TFDS dataset name.
+        data_dir: TFDS data directory (default: `TFDS_DATA_DIR`).
+        manual_dir: folder with the original dataset files, for offline use.
+        num_train: use only the first `num_train` training images.
+        num_test: use only the first `num_test` test images.
+    """
+
+    epochs: int = 10
+    batch_size: int = 128
+    latent_dim: int = 20
+    hidden_dim: int = 512
+    learning_rate: float = 1e-3
+    seed: int = 0
+    dataset: str = "mnist"
+    data_dir: str | None = None
+    manual_dir: str | None = None
+    num_train: int | None = None
+    num_test: int | None = None
+
+    def __post_init__(self):
+        problems = []
+        for name in ("epochs", "batch_size", "latent_dim", "hidden_dim"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        for name in ("num_train", "num_test"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                problems.append(f"{name} must be > 0, got {value}")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.dataset not in data.DATASETS:
+            problems.append(
+                f"unknown dataset {self.dataset!r}; choose from {', '.join(data.DATASETS)}"
+            )
+        if problems:
+            raise UserError("; ".join(problems))
+
+
+def default_output_dir(root="runs"):
+    """`runs/<timestamp>-<backend>`, e.g. `runs/20261123-101500-jax`."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{stamp}-{keras.backend.backend()}"
+
+
+def check_output_dir(output_dir):
+    """Raises `UserError` if `output_dir` exists and is not a folder."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"--output-dir {output_dir} exists and is not a folder")
+    return output_dir
+
+
+def environment():
+    """The backend, devices and package versions, for reproducing a run."""
+    backend = keras.backend.backend()
+    packages = ["keras", backend, "numpy", "tensorflow-datasets"]
+    versions = {}
+    for package in dict.fromkeys(packages):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "backend": backend,
+        "devices": keras.distribution.list_devices(),
+        "python": platform.python_version(),
+        "packages": versions,
+    }
+
+
+def one_per_class(labels, num_classes=10):
+    """Index of the first example of each class, e.g. one test digit each."""
+    return [int(np.flatnonzero(labels == c)[0]) for c in range(num_classes) if (labels == c).any()]
+
+
+def train_and_evaluate(config, output_dir, verbose="auto"):
+    """Trains a VAE as `config` says and evaluates it on the test split.
+
+    Args:
+        config: a `TrainConfig`.
+        output_dir: the run's folder (created; see the module docstring).
+        verbose: Keras's `fit` verbosity (`"auto"`, 0, 1 or 2).
+
+    Returns:
+        The dict written to `metrics.json`.
+
+    Raises:
+        UserError: bad output folder, or the data cannot be had.
+    """
+    output_dir = check_output_dir(output_dir)
+    keras.utils.set_random_seed(config.seed)
+    dataset = data.load_dataset(
+        config.dataset,
+        data_dir=config.data_dir,
+        manual_dir=config.manual_dir,
+        num_train=config.num_train,
+        num_test=config.num_test,
+    )
+    output_dir.mkdir(parents=True, exist_ok=True)
+    files.write_json(
+        output_dir / "config.json",
+        {"config": dataclasses.asdict(config), **environment()},
+    )
+
+    model = VAE(latent_dim=config.latent_dim, hidden_dim=config.hidden_dim)
+    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    timer = callbacks.EpochTimer()
+    originals = dataset.x_test[one_per_class(dataset.y_test)]
+    model.fit(
+        dataset.x_train,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        validation_data=(dataset.x_test,),
+        shuffle=True,
+        verbose=verbose,
+        callbacks=[
+            timer,
+            callbacks.HistoryCSV(output_dir / "history.csv"),
+            callbacks.BestModelCheckpoint(output_dir / "best.keras"),
+            callbacks.SampleGrid(
+                model.sample_prior(NUM_SAMPLES, seed=config.seed),
+                output_dir / "samples",
+            ),
+            callbacks.ReconstructionGrid(originals, output_dir / "reconstructions"),
+        ],
+    )
+    files.save_model(model, output_dir / "model.keras")
+
+    test = model.evaluate(
+        dataset.x_test, batch_size=config.batch_size, verbose=0, return_dict=True
+    )
+    metrics = {
+        **{f"test_{name}": float(value) for name, value in test.items()},
+        "backend": keras.backend.backend(),
+        "epochs": config.epochs,
+        "epoch_seconds": timer.seconds,
+        "seconds_per_epoch": statistics.median(timer.seconds),
+        "num_train": len(dataset.x_train),
+        "num_test": len(dataset.x_test),
+    }
+    files.write_json(output_dir / "metrics.json", metrics)
+    return metrics

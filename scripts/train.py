@@ -1,0 +1,71 @@
+"""Train the VAE on MNIST: `python scripts/train.py [flags]`.
+
+The backend is chosen by the KERAS_BACKEND environment variable
+(tensorflow by default, jax or torch). See `--help` for the flags and
+keras_vae/train.py for what the run writes.
+"""
+
+import argparse
+import sys
+
+try:
+    from keras_vae import cli, train
+except ImportError as error:  # an unknown or missing KERAS_BACKEND
+    sys.exit(f"train.py: error: {error}")
+
+PROG = "train.py"
+
+
+def parse_args(argv):
+    defaults = train.TrainConfig()
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Train a variational autoencoder on MNIST with Keras 3. "
+        "Set KERAS_BACKEND=tensorflow|jax|torch to choose the engine.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training set")
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per gradient step")
+    parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim, help="size of the latent vector z")
+    parser.add_argument("--hidden-dim", type=int, default=defaults.hidden_dim, help="units of the hidden layers")
+    parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate")
+    parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (same seed and backend, same numbers)")
+    parser.add_argument("--dataset", default=defaults.dataset, help="TFDS dataset name")
+    parser.add_argument("--output-dir", default=None, help="run folder (default: runs/<timestamp>-<backend>)")
+    parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
+    parser.add_argument("--manual-dir", default=None, help="folder with the original MNIST .gz files, to prepare the data offline")
+    parser.add_argument("--num-train", type=int, default=None, help="use only the first N training images (quick runs)")
+    parser.add_argument("--num-test", type=int, default=None, help="use only the first N test images (quick runs)")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
+    cli.add_debug_flag(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv):
+    args = parse_args(argv)
+    config = train.TrainConfig(
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        latent_dim=args.latent_dim,
+        hidden_dim=args.hidden_dim,
+        learning_rate=args.learning_rate,
+        seed=args.seed,
+        dataset=args.dataset,
+        data_dir=args.data_dir,
+        manual_dir=args.manual_dir,
+        num_train=args.num_train,
+        num_test=args.num_test,
+    )
+    output_dir = train.check_output_dir(args.output_dir or train.default_output_dir())
+    cli.announce_backend(PROG)
+    metrics = train.train_and_evaluate(config, output_dir, verbose=args.verbose)
+    print(
+        f"{PROG}: test loss {metrics['test_loss']:.2f} nats "
+        f"(reconstruction {metrics['test_reconstruction_loss']:.2f}, "
+        f"KL {metrics['test_kl_loss']:.2f}); "
+        f"{metrics['seconds_per_epoch']:.1f} s/epoch; outputs in {output_dir}"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, PROG))

@@ -1,0 +1,77 @@
+"""Shared fixtures: the data directory, a small real MNIST subset, subprocesses.
+
+The suite runs under whatever `KERAS_BACKEND` is set; the README's test
+command runs it once per backend.
+"""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPTS = ROOT / "scripts"
+SHARED = ROOT.parent / "shared"
+BACKENDS = ("tensorflow", "jax", "torch")
+
+# Use the prepared TFDS directory beside the checkout when no other is set.
+if "TFDS_DATA_DIR" not in os.environ and (SHARED / "tfds").is_dir():
+    os.environ["TFDS_DATA_DIR"] = str(SHARED / "tfds")
+
+import keras  # noqa: E402
+
+import keras_vae  # noqa: E402,F401
+from keras_vae import data  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def backend():
+    return keras.backend.backend()
+
+
+@pytest.fixture(scope="session")
+def mnist_subset():
+    """2000 training and 500 test images of real MNIST."""
+    return data.load_dataset("mnist", num_train=2000, num_test=500)
+
+
+def run_python(args, backend=None, env=None, timeout=600, cwd=None):
+    """Runs `python ARGS` in a fresh process; returns the CompletedProcess.
+
+    Args:
+        args: arguments after `python`.
+        backend: `KERAS_BACKEND` for the child (default: this process's).
+        env: extra environment variables (a value of None removes one).
+    """
+    child_env = dict(os.environ)
+    child_env["KERAS_BACKEND"] = backend or keras.backend.backend()
+    for key, value in (env or {}).items():
+        if value is None:
+            child_env.pop(key, None)
+        else:
+            child_env[key] = value
+    return subprocess.run(
+        [sys.executable, *map(str, args)],
+        env=child_env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=cwd or ROOT,
+    )
+
+
+def run_script(name, *args, **kwargs):
+    """Runs `python scripts/NAME ARGS` (see `run_python`)."""
+    return run_python([SCRIPTS / name, *args], **kwargs)
+
+
+def error_lines(result):
+    """The stderr lines a user sees, without TensorFlow/absl log noise."""
+    noise = ("WARNING: All log messages", "I0000", "W0000", "E0000")
+    return [
+        line
+        for line in result.stderr.splitlines()
+        if line.strip() and not line.startswith(noise)
+    ]

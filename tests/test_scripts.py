@@ -1,0 +1,148 @@
+"""The command-line scripts end to end, and their answers to bad input."""
+
+import json
+import zipfile
+
+import numpy as np
+import pytest
+
+from conftest import BACKENDS, error_lines, run_script
+
+pytestmark = pytest.mark.slow
+
+EXPECTED_FILES = (
+    "model.keras",
+    "best.keras",
+    "config.json",
+    "history.csv",
+    "metrics.json",
+    "samples/epoch_001.png",
+    "samples/epoch_002.png",
+    "reconstructions/epoch_001.png",
+    "reconstructions/epoch_002.png",
+)
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("run")
+    result = run_script(
+        "train.py",
+        "--epochs", "2", "--num-train", "1024", "--num-test", "256",
+        "--latent-dim", "8", "--hidden-dim", "64", "--seed", "1",
+        "--output-dir", folder, "--verbose", "0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "backend" in result.stdout and "test loss" in result.stdout
+    return folder
+
+
+def test_train_writes_every_output(run_dir, backend):
+    for name in EXPECTED_FILES:
+        assert (run_dir / name).is_file(), name
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["backend"] == backend
+    assert config["config"]["epochs"] == 2
+    assert config["config"]["latent_dim"] == 8
+    assert config["config"]["seed"] == 1
+    assert config["packages"]["keras"]
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["backend"] == backend and metrics["epochs"] == 2
+    assert metrics["test_loss"] == pytest.approx(
+        metrics["test_reconstruction_loss"] + metrics["test_kl_loss"], rel=1e-5
+    )
+    assert metrics["seconds_per_epoch"] > 0
+    lines = (run_dir / "history.csv").read_text().splitlines()
+    assert lines[0].split(",")[:4] == ["epoch", "loss", "reconstruction_loss", "kl_loss"]
+    assert "val_loss" in lines[0]
+    assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+
+
+def test_generate_writes_png_and_npy(run_dir, tmp_path):
+    png, npy = tmp_path / "grid.png", tmp_path / "samples.npy"
+    result = run_script(
+        "generate.py", run_dir / "model.keras", "--num", "12", "--grid", "3x4",
+        "--output", png, "--npy", npy,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    from PIL import Image
+
+    image = np.asarray(Image.open(png))
+    assert image.shape == (2 * (3 * 30 + 2), 2 * (4 * 30 + 2))  # 3x4 cells, x2
+    assert len(np.unique(image)) > 50  # not a blank or constant grid
+    samples = np.load(npy)
+    assert samples.shape == (12, 28, 28)
+    # Each image has structure, and the images differ from one another.
+    assert samples.std(axis=(1, 2)).min() > 0.01
+    assert np.abs(samples - samples.mean(0)).max() > 0.1
+    assert 0.0 <= samples.min() and samples.max() <= 1.0
+
+
+@pytest.mark.parametrize("other", BACKENDS)
+def test_generate_gives_the_same_images_under_every_backend(run_dir, tmp_path, other, backend):
+    here, there = tmp_path / "here.npy", tmp_path / "there.npy"
+    model = run_dir / "model.keras"
+    for path, which in ((here, backend), (there, other)):
+        result = run_script(
+            "generate.py", model, "--seed", "5", "--output", tmp_path / f"{which}.png",
+            "--npy", path, backend=which,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+    np.testing.assert_allclose(np.load(here), np.load(there), atol=1e-5)
+
+
+def _assert_one_line_error(result, *fragments):
+    assert result.returncode != 0
+    lines = error_lines(result)
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_generate_on_missing_file(tmp_path):
+    result = run_script("generate.py", tmp_path / "nothing.keras")
+    _assert_one_line_error(result, "nothing.keras", "no such file")
+
+
+def test_generate_on_a_file_that_is_not_a_model(tmp_path):
+    fake = tmp_path / "fake.keras"
+    fake.write_text("this is not a model")
+    result = run_script("generate.py", fake)
+    _assert_one_line_error(result, "fake.keras", "not a zip archive")
+
+
+def test_generate_on_a_zip_that_is_not_a_model(tmp_path):
+    fake = tmp_path / "archive.keras"
+    with zipfile.ZipFile(fake, "w") as archive:
+        archive.writestr("readme.txt", "hello")
+    result = run_script("generate.py", fake)
+    _assert_one_line_error(result, "archive.keras", "not a Keras model")
+
+
+def test_train_offline_without_data_says_how_to_provide_it(tmp_path):
+    result = run_script(
+        "train.py", "--epochs", "1", "--output-dir", tmp_path / "run",
+        env={"TFDS_DATA_DIR": str(tmp_path / "empty")}, timeout=120,
+    )
+    _assert_one_line_error(result, "cannot be downloaded", "--data-dir", "--manual-dir")
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--epochs", "0"], "epochs must be > 0"),
+        (["--batch-size", "-1"], "batch_size must be > 0"),
+        (["--latent-dim", "0"], "latent_dim must be > 0"),
+        (["--learning-rate", "0"], "learning_rate must be > 0"),
+        (["--dataset", "cifar"], "unknown dataset"),
+    ],
+)
+def test_train_rejects_bad_flags(flags, message):
+    _assert_one_line_error(run_script("train.py", *flags), message)
+
+
+def test_unknown_backend_is_named(tmp_path):
+    result = run_script("generate.py", tmp_path / "m.keras", backend="mxnet")
+    _assert_one_line_error(result, "mxnet", "tensorflow, jax, torch")
