@@ -39,3 +39,16 @@ def check_backend(environ=os.environ):
             f"or choose another of: {supported}."
         )
     return name
+
+
+def list_devices():
+    """The devices Keras computes on, e.g. `["cpu:0"]` or `["cuda:0"]`."""
+    import keras
+
+    if keras.backend.backend() == "torch":  # no keras.distribution support
+        import torch
+
+        if torch.cuda.is_available():
+            return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+        return ["cpu:0"]
+    return keras.distribution.list_devices()

@@ -10,6 +10,7 @@ import sys
 
 import keras
 
+from keras_vae.backend import list_devices
 from keras_vae.errors import UserError
 
 
@@ -56,5 +57,5 @@ def parse_grid(text):
 
 def announce_backend(prog):
     """Prints the backend and devices in use, e.g. at the start of training."""
-    devices = ", ".join(keras.distribution.list_devices())
+    devices = ", ".join(list_devices())
     print(f"{prog}: Keras {keras.__version__}, backend {keras.backend.backend()} ({devices})")

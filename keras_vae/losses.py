@@ -26,6 +26,7 @@ def reconstruction_loss(images, logits):
     Returns:
         A tensor of shape `(batch,)`.
     """
+    logits = ops.convert_to_tensor(logits)
     images = ops.cast(images, logits.dtype)
     return _sum_over_examples(ops.softplus(logits) - images * logits)
 
@@ -42,6 +43,8 @@ def kl_divergence(z_mean, z_log_var):
     Returns:
         A tensor of shape `(batch,)`.
     """
+    z_mean = ops.convert_to_tensor(z_mean)
+    z_log_var = ops.convert_to_tensor(z_log_var)
     return -0.5 * _sum_over_examples(
         1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var)
     )

@@ -22,6 +22,7 @@ import keras
 import numpy as np
 
 from keras_vae import callbacks, data, files
+from keras_vae.backend import list_devices
 from keras_vae.errors import UserError
 from keras_vae.model import VAE
 
@@ -104,7 +105,8 @@ def environment():
             versions[package] = None
     return {
         "backend": backend,
-        "devices": keras.distribution.list_devices(),
+        "devices": list_devices(),
+        "tfds_data_dir": data.resolve_data_dir(None),
         "python": platform.python_version(),
         "packages": versions,
     }
