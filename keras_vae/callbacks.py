@@ -1,10 +1,14 @@
 """Callbacks that record a training run: grids, history, timings, checkpoints.
 
-Each does its work once per epoch, on few images, and writes atomically.
+Each does its work once per epoch, on few images, and writes atomically. The
+writers skip an epoch whose loss is not finite, so a diverging run never
+overwrites a good file with a broken one.
 """
 
 import csv
 import io
+import json
+import math
 import time
 from pathlib import Path
 
@@ -30,7 +34,29 @@ def epoch_filename(epoch):
     return f"epoch_{epoch + 1:03d}.png"
 
 
-class SampleGrid(keras.callbacks.Callback):
+def epoch_filename(epoch):
+    """`epoch_001.png` for Keras's 0-based epoch 0."""
+    return f"epoch_{epoch + 1:03d}.png"
+
+
+def finite(logs):
+    """Whether the epoch's logged loss is a finite number."""
+    loss = (logs or {}).get("loss")
+    return loss is not None and math.isfinite(float(loss))
+
+
+class EpochWriter(keras.callbacks.Callback):
+    """Base of the callbacks that write a file at the end of a good epoch."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if finite(logs):
+            self.write(epoch, logs)
+
+    def write(self, epoch, logs):
+        raise NotImplementedError
+
+
+class SampleGrid(EpochWriter):
     """Decodes the same latent vectors after every epoch into a PNG grid.
 
     Because z is fixed, successive grids show the same samples sharpen.
@@ -48,7 +74,7 @@ class SampleGrid(keras.callbacks.Callback):
         self.directory = Path(directory)
         self.rows, self.cols = rows, cols
 
-    def on_epoch_end(self, epoch, logs=None):
+    def write(self, epoch, logs):
         images.save_grid(
             self.directory / epoch_filename(epoch),
             self.model.decode(self.z),
@@ -57,7 +83,7 @@ class SampleGrid(keras.callbacks.Callback):
         )
 
 
-class ReconstructionGrid(keras.callbacks.Callback):
+class ReconstructionGrid(EpochWriter):
     """After every epoch, writes fixed images above their reconstructions.
 
     Args:
@@ -71,7 +97,7 @@ class ReconstructionGrid(keras.callbacks.Callback):
         self.originals = np.asarray(originals, dtype="float32")
         self.directory = Path(directory)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def write(self, epoch, logs):
         reconstructions = self.model.reconstruct(self.originals)
         images.save_grid(
             self.directory / epoch_filename(epoch),
@@ -81,7 +107,7 @@ class ReconstructionGrid(keras.callbacks.Callback):
         )
 
 
-class HistoryCSV(keras.callbacks.Callback):
+class HistoryCSV(EpochWriter):
     """Keeps `history.csv`: one row per epoch, rewritten whole each epoch.
 
     Rewriting (atomically) rather than appending means the file is always a
@@ -89,17 +115,18 @@ class HistoryCSV(keras.callbacks.Callback):
 
     Args:
         path: the CSV file.
+        rows: rows of earlier epochs to keep (when resuming a run).
     """
 
-    def __init__(self, path):
+    def __init__(self, path, rows=()):
         super().__init__()
         self.path = Path(path)
-        self.rows = []
+        self.rows = list(rows)
 
-    def on_epoch_end(self, epoch, logs=None):
+    def write(self, epoch, logs):
         row = {"epoch": epoch + 1}
-        row.update({k: float(v) for k, v in (logs or {}).items()})
-        self.rows.append(row)
+        row.update({k: float(v) for k, v in logs.items()})
+        self.rows = [r for r in self.rows if r["epoch"] < epoch + 1] + [row]
         files.write_text(self.path, history_to_csv(self.rows))
 
 
@@ -115,40 +142,135 @@ def history_to_csv(rows):
     return buffer.getvalue()
 
 
+def read_history(path):
+    """Reads `history.csv` back into a list of dicts (empty if absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+        for row in rows
+    ]
+
+
 class EpochTimer(keras.callbacks.Callback):
-    """Records the wall-clock seconds of every epoch in `self.seconds`.
+    """Adds the epoch's wall-clock time to the logs as `seconds`.
 
-    The first epoch includes compiling the training step.
+    Place it first in the callback list: the logs dict it extends is the one
+    the later callbacks (and `history.csv`) receive. The first epoch includes
+    compiling the training step.
     """
-
-    def __init__(self):
-        super().__init__()
-        self.seconds = []
-        self._start = None
 
     def on_epoch_begin(self, epoch, logs=None):
         self._start = time.perf_counter()
 
     def on_epoch_end(self, epoch, logs=None):
-        self.seconds.append(time.perf_counter() - self._start)
+        if logs is not None:
+            logs["seconds"] = time.perf_counter() - self._start
 
 
-class BestModelCheckpoint(keras.callbacks.Callback):
+class BestModelCheckpoint(EpochWriter):
     """Saves the model whenever the monitored metric reaches a new minimum.
 
     Args:
         path: the `.keras` file, written atomically.
         monitor: the logged metric to minimize.
+        best: the best value so far (when resuming a run).
     """
 
-    def __init__(self, path, monitor="val_loss"):
+    def __init__(self, path, monitor="val_loss", best=math.inf):
         super().__init__()
         self.path = Path(path)
         self.monitor = monitor
-        self.best = np.inf
+        self.best = best
 
-    def on_epoch_end(self, epoch, logs=None):
-        value = (logs or {}).get(self.monitor)
-        if value is not None and np.isfinite(value) and value < self.best:
+    def write(self, epoch, logs):
+        value = logs.get(self.monitor)
+        if value is not None and math.isfinite(value) and value < self.best:
             self.best = float(value)
             files.save_model(self.model, self.path)
+
+
+class StopOnNaN(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss is NaN or infinite.
+
+    Like `keras.callbacks.TerminateOnNaN`, and remembers where it stopped in
+    `diverged_epoch` (1-based) so the caller can report it.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.diverged_epoch = None
+        self._epoch = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not finite(logs) and self.diverged_epoch is None:
+            self.diverged_epoch = self._epoch + 1
+            self.model.stop_training = True
+
+
+class RunCheckpoint(keras.callbacks.BackupAndRestore):
+    """`BackupAndRestore` whose checkpoint survives a kill at any moment.
+
+    At the end of every good epoch it writes the weights, optimizer state and
+    the sampling layer's seed state to `epoch_NNNN.weights.h5` (atomically),
+    then atomically rewrites `training_metadata.json` to point at it: that
+    rename is the commit. A run killed at any point restarts from the last
+    committed epoch, repeating at most the one in progress. Keras's own
+    version writes both files in place and can be left half-written.
+
+    Place it last in the callback list, so an epoch is committed only after
+    every other file of that epoch is written.
+
+    Args:
+        backup_dir: folder for the checkpoint; kept after training (remove it
+            with `delete()`).
+    """
+
+    def __init__(self, backup_dir):
+        super().__init__(str(backup_dir), delete_checkpoint=False)
+        self.directory = Path(backup_dir)
+        self.metadata_path = self.directory / "training_metadata.json"
+
+    def completed_epochs(self):
+        """Epochs committed by an earlier, interrupted run (0 if none)."""
+        if not self.metadata_path.is_file():
+            return 0
+        return int(json.loads(self.metadata_path.read_text())["epoch"])
+
+    def _load_model(self):
+        epochs = self.completed_epochs()
+        if not epochs:
+            return
+        metadata = json.loads(self.metadata_path.read_text())
+        if self.model.optimizer is not None and not self.model.optimizer.built:
+            self.model.optimizer.build(self.model.trainable_variables)
+        self.model.load_weights(self.directory / metadata["weights"])
+        self.model._initial_epoch = epochs
+
+    def on_epoch_end(self, epoch, logs=None):
+        if finite(logs):
+            self._current_epoch = epoch + 1
+            self._save_model()
+
+    def _save_model(self):
+        name = f"epoch_{self._current_epoch:04d}.weights.h5"
+        with files.atomic_path(self.directory / name) as temporary:
+            self.model.save_weights(temporary)
+        files.write_json(
+            self.metadata_path, {"epoch": self._current_epoch, "weights": name}
+        )
+        for old in self.directory.glob("epoch_*.weights.h5"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+
+    def delete(self):
+        """Removes the checkpoint folder once the run is complete."""
+        for path in self.directory.glob("*"):
+            path.unlink(missing_ok=True)
+        self.directory.rmdir()

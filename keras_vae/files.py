@@ -23,8 +23,8 @@ _VAE_REGISTERED_NAME = "keras_vae>VAE"
 def atomic_path(path):
     """Yields a temporary path beside `path`; renames it to `path` on success.
 
-    The temporary name keeps the suffix, so writers that pick a format from
-    it (Keras, PIL) behave. On an exception the temporary file is removed
+    The temporary name ends like `path` (`.keras`, `.weights.h5`, `.png`), so
+    writers that pick a format from the name (Keras, PIL) behave. On an exception the temporary file is removed
     and `path` is untouched.
 
     Args:
@@ -35,7 +35,7 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.stem}.tmp{os.getpid()}{path.suffix}")
+    temporary = path.with_name(f".tmp{os.getpid()}-{path.name}")
     try:
         yield temporary
         os.replace(temporary, path)

@@ -9,11 +9,17 @@ A run is described by a `TrainConfig` and writes everything into one folder:
     samples/epoch_NNN.png         the same 64 z decoded after each epoch
     reconstructions/epoch_NNN.png test images above their reconstructions
     metrics.json         test-set losses and timings
+    backup/              the resume checkpoint, while the run is unfinished
+
+Running again with the same output folder resumes an interrupted run from its
+last completed epoch (see `callbacks.RunCheckpoint`).
 """
 
 import dataclasses
 import datetime
 import importlib.metadata
+import json
+import math
 import platform
 import statistics
 from pathlib import Path
@@ -93,6 +99,50 @@ def check_output_dir(output_dir):
     return output_dir
 
 
+# Settings that may differ when a run is resumed (they say where the data is).
+_RESUMABLE_CHANGES = ("data_dir", "manual_dir")
+
+
+def saved_config(output_dir):
+    """The `TrainConfig` recorded in a run folder's `config.json`.
+
+    Raises:
+        UserError: the folder holds no run.
+    """
+    path = Path(output_dir) / "config.json"
+    if not path.is_file():
+        raise UserError(f"{output_dir} holds no run to resume (no config.json)")
+    return TrainConfig(**json.loads(path.read_text())["config"])
+
+
+def check_can_continue(config, output_dir):
+    """Refuses to write over a finished run or to resume a different one.
+
+    Raises:
+        UserError: `output_dir` holds a finished run, or a run whose
+            configuration differs from `config`.
+    """
+    output_dir = check_output_dir(output_dir)
+    if (output_dir / "config.json").is_file():
+        saved = dataclasses.asdict(saved_config(output_dir))
+        wanted = dataclasses.asdict(config)
+        changed = [
+            f"{key} {saved[key]!r} -> {wanted[key]!r}"
+            for key in wanted
+            if key not in _RESUMABLE_CHANGES and saved.get(key) != wanted[key]
+        ]
+        if changed:
+            raise UserError(
+                f"{output_dir} holds a run with other settings ({', '.join(changed)}); "
+                f"resume it with --resume {output_dir}, or choose another --output-dir"
+            )
+    if (output_dir / "metrics.json").is_file() and not (output_dir / "backup").is_dir():
+        raise UserError(
+            f"{output_dir} already holds a finished run; choose another --output-dir"
+        )
+    return output_dir
+
+
 def environment():
     """The backend, devices and package versions, for reproducing a run."""
     backend = keras.backend.backend()
@@ -129,9 +179,10 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         The dict written to `metrics.json`.
 
     Raises:
-        UserError: bad output folder, or the data cannot be had.
+        UserError: bad output folder, the data cannot be had, or training
+            diverged (the files of the last good epoch are kept).
     """
-    output_dir = check_output_dir(output_dir)
+    output_dir = check_can_continue(config, output_dir)
     keras.utils.set_random_seed(config.seed)
     dataset = data.load_dataset(
         config.dataset,
@@ -148,8 +199,21 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
 
     model = VAE(latent_dim=config.latent_dim, hidden_dim=config.hidden_dim)
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
-    timer = callbacks.EpochTimer()
     originals = dataset.x_test[one_per_class(dataset.y_test)]
+
+    # Resuming: keep what the committed epochs wrote, redo the rest.
+    checkpoint = callbacks.RunCheckpoint(output_dir / "backup")
+    done = checkpoint.completed_epochs()
+    rows = [
+        row
+        for row in callbacks.read_history(output_dir / "history.csv")
+        if row["epoch"] <= done
+    ]
+    if done:
+        print(f"Resuming {output_dir} after epoch {done} of {config.epochs}.")
+    history = callbacks.HistoryCSV(output_dir / "history.csv", rows)
+    divergence = callbacks.StopOnNaN()
+    best_so_far = min((r["val_loss"] for r in rows if "val_loss" in r), default=math.inf)
     model.fit(
         dataset.x_train,
         epochs=config.epochs,
@@ -158,29 +222,45 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         shuffle=True,
         verbose=verbose,
         callbacks=[
-            timer,
-            callbacks.HistoryCSV(output_dir / "history.csv"),
-            callbacks.BestModelCheckpoint(output_dir / "best.keras"),
+            divergence,
+            callbacks.EpochTimer(),
+            history,
+            callbacks.BestModelCheckpoint(output_dir / "best.keras", best=best_so_far),
             callbacks.SampleGrid(
                 model.sample_prior(NUM_SAMPLES, seed=config.seed),
                 output_dir / "samples",
             ),
             callbacks.ReconstructionGrid(originals, output_dir / "reconstructions"),
+            checkpoint,  # last: commits the epoch once its files are written
         ],
     )
+    if divergence.diverged_epoch is not None:
+        kept = (
+            f"the files of epoch {history.rows[-1]['epoch']}, the last good one, "
+            f"are kept in {output_dir}"
+            if history.rows
+            else "no epoch completed, so no model was saved"
+        )
+        raise UserError(
+            f"training diverged in epoch {divergence.diverged_epoch} (the loss "
+            f"became NaN or infinite) and was stopped; {kept}. "
+            f"Try a lower --learning-rate."
+        )
     files.save_model(model, output_dir / "model.keras")
 
     test = model.evaluate(
         dataset.x_test, batch_size=config.batch_size, verbose=0, return_dict=True
     )
+    seconds = [row["seconds"] for row in history.rows if "seconds" in row]
     metrics = {
         **{f"test_{name}": float(value) for name, value in test.items()},
         "backend": keras.backend.backend(),
         "epochs": config.epochs,
-        "epoch_seconds": timer.seconds,
-        "seconds_per_epoch": statistics.median(timer.seconds),
+        "epoch_seconds": seconds,
+        "seconds_per_epoch": statistics.median(seconds) if seconds else None,
         "num_train": len(dataset.x_train),
         "num_test": len(dataset.x_test),
     }
     files.write_json(output_dir / "metrics.json", metrics)
+    checkpoint.delete()
     return metrics

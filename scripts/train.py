@@ -31,7 +31,8 @@ def parse_args(argv):
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (same seed and backend, same numbers)")
     parser.add_argument("--dataset", default=defaults.dataset, help="TFDS dataset name")
-    parser.add_argument("--output-dir", default=None, help="run folder (default: runs/<timestamp>-<backend>)")
+    parser.add_argument("--output-dir", default=None, help="run folder (default: runs/<timestamp>-<backend>); an unfinished run there is resumed")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR with its saved settings (other flags but --data-dir/--manual-dir are ignored)")
     parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
     parser.add_argument("--manual-dir", default=None, help="folder with the original MNIST .gz files, to prepare the data offline")
     parser.add_argument("--num-train", type=int, default=None, help="use only the first N training images (quick runs)")
@@ -43,6 +44,12 @@ def parse_args(argv):
 
 def main(argv):
     args = parse_args(argv)
+    if args.resume:
+        config = train.saved_config(args.resume)
+        config.data_dir = args.data_dir or config.data_dir
+        config.manual_dir = args.manual_dir or config.manual_dir
+        output_dir = train.check_output_dir(args.resume)
+        return run(config, output_dir, args.verbose)
     config = train.TrainConfig(
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -57,8 +64,12 @@ def main(argv):
         num_test=args.num_test,
     )
     output_dir = train.check_output_dir(args.output_dir or train.default_output_dir())
+    return run(config, output_dir, args.verbose)
+
+
+def run(config, output_dir, verbose):
     cli.announce_backend(PROG)
-    metrics = train.train_and_evaluate(config, output_dir, verbose=args.verbose)
+    metrics = train.train_and_evaluate(config, output_dir, verbose=verbose)
     print(
         f"{PROG}: test loss {metrics['test_loss']:.2f} nats "
         f"(reconstruction {metrics['test_reconstruction_loss']:.2f}, "

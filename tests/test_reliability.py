@@ -1,0 +1,254 @@
+"""Interrupted runs resume; files are whole; untrusted files run no code."""
+
+import json
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from conftest import ROOT, SCRIPTS, error_lines, run_python, run_script
+from keras_vae import VAE, backend as vae_backend, callbacks, files
+from keras_vae.errors import BackendError, ModelFileError
+
+TINY_RUN = [
+    "--num-train", "2048", "--num-test", "256", "--hidden-dim", "64",
+    "--latent-dim", "4", "--verbose", "0",
+]
+
+
+def one_error_line(result, *fragments):
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = error_lines(result)
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+# Resume ----------------------------------------------------------------------
+
+
+def committed_epoch(folder):
+    try:
+        return json.loads((folder / "backup" / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
+    folder = tmp_path / "run"
+    command = [sys.executable, SCRIPTS / "train.py", "--epochs", "5", "--output-dir", folder, *TINY_RUN]
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 300
+    while committed_epoch(folder) < 2 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    killed_at = committed_epoch(folder)
+    assert 2 <= killed_at < 5, "the run must be killed after epoch 2, before the end"
+    assert not (folder / "model.keras").exists()
+
+    result = run_script("train.py", "--epochs", "5", "--output-dir", folder, *TINY_RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"after epoch {killed_at} of 5" in result.stdout
+
+    epochs = [row["epoch"] for row in callbacks.read_history(folder / "history.csv")]
+    assert epochs == [1, 2, 3, 4, 5]
+    assert sorted(p.name for p in (folder / "samples").iterdir()) == [
+        f"epoch_{i:03d}.png" for i in range(1, 6)
+    ]
+    assert not (folder / "backup").exists()
+    assert not list(folder.rglob(".tmp*"))
+    model = files.load_model(folder / "model.keras")
+    assert int(model.optimizer.iterations) == 5 * 16  # 2048 images / 128
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert len(metrics["epoch_seconds"]) == 5
+
+
+@pytest.mark.slow
+def test_resume_flag_and_finished_runs(tmp_path):
+    folder = tmp_path / "run"
+    assert run_script("train.py", "--epochs", "1", "--output-dir", folder, *TINY_RUN).returncode == 0
+    before = {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+
+    # A finished run is never written over, by either way of resuming.
+    one_error_line(
+        run_script("train.py", "--epochs", "1", "--output-dir", folder, *TINY_RUN),
+        "already holds a finished run",
+    )
+    one_error_line(run_script("train.py", "--resume", folder), "already holds a finished run")
+    # Other settings in the same folder are refused, naming the difference.
+    one_error_line(
+        run_script("train.py", "--epochs", "1", "--output-dir", folder, *TINY_RUN[:-2], "--latent-dim", "6", "--verbose", "0"),
+        "latent_dim 4 -> 6",
+    )
+    assert before == {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    one_error_line(run_script("train.py", "--resume", tmp_path), "no run to resume")
+
+
+def test_history_and_best_model_skip_non_finite_epochs(tmp_path):
+    model = VAE(latent_dim=2, hidden_dim=8)
+    history = callbacks.HistoryCSV(tmp_path / "history.csv")
+    best = callbacks.BestModelCheckpoint(tmp_path / "best.keras")
+    for callback in (history, best):
+        callback.set_model(model)
+        callback.on_epoch_end(0, {"loss": 10.0, "val_loss": 9.0})
+    saved = (tmp_path / "best.keras").stat().st_mtime_ns
+    for callback in (history, best):
+        callback.on_epoch_end(1, {"loss": math.nan, "val_loss": math.nan})
+    assert [row["epoch"] for row in callbacks.read_history(tmp_path / "history.csv")] == [1]
+    assert (tmp_path / "best.keras").stat().st_mtime_ns == saved
+    assert isinstance(files.load_model(tmp_path / "best.keras"), VAE)
+
+
+@pytest.mark.slow
+def test_diverging_run_stops_with_a_clear_message(tmp_path):
+    result = run_script(
+        "train.py", "--epochs", "2", "--learning-rate", "1e30", "--output-dir", tmp_path / "run", *TINY_RUN
+    )
+    one_error_line(result, "diverged in epoch 1", "--learning-rate")
+    assert not (tmp_path / "run" / "model.keras").exists()
+
+
+# Never half-written ----------------------------------------------------------
+
+
+def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
+    path = tmp_path / "metrics.json"
+    files.write_json(path, {"a": 1})
+    with pytest.raises(RuntimeError):
+        with files.atomic_path(path) as temporary:
+            temporary.write_text('{"a": 2, "trunc')
+            raise RuntimeError("killed mid-write")
+    assert json.loads(path.read_text()) == {"a": 1}
+    assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+def test_temporary_names_keep_the_suffix_writers_need(tmp_path):
+    with files.atomic_path(tmp_path / "epoch_0001.weights.h5") as temporary:
+        assert temporary.name.endswith(".weights.h5") and temporary.parent == tmp_path
+        temporary.write_bytes(b"x")
+
+
+# Untrusted model files -------------------------------------------------------
+
+MARKER_PAYLOAD = "lambda x: (open({marker!r}, 'w').close(), x)[1]"
+
+
+def make_lambda_model(path, marker):
+    """A .keras file whose Lambda layer creates `marker` when it is built."""
+    function = eval(MARKER_PAYLOAD.format(marker=str(marker)))
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Lambda(function)])
+    model.save(path)
+
+
+def disguise_as_vae(source, target):
+    """The same archive with its top-level object claiming to be a VAE."""
+    with zipfile.ZipFile(source) as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(contents["config.json"])
+    config.update(module="keras_vae.model", class_name="VAE", registered_name="keras_vae>VAE")
+    contents["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(target, "w") as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+
+
+def test_the_payload_is_real_when_safe_mode_is_off(tmp_path):
+    marker = tmp_path / "marker"
+    make_lambda_model(tmp_path / "evil.keras", marker)
+    marker.unlink(missing_ok=True)
+    model = keras.saving.load_model(tmp_path / "evil.keras", safe_mode=False)
+    model(np.zeros((1, 2), dtype="float32"))
+    assert marker.exists()
+
+
+@pytest.mark.parametrize("disguised", [False, True])
+def test_model_with_code_is_refused_and_runs_nothing(tmp_path, disguised):
+    marker = tmp_path / "marker"
+    make_lambda_model(tmp_path / "evil.keras", marker)
+    marker.unlink(missing_ok=True)
+    path = tmp_path / "evil.keras"
+    if disguised:
+        disguise_as_vae(tmp_path / "evil.keras", tmp_path / "vae.keras")
+        path = tmp_path / "vae.keras"
+    with pytest.raises(ModelFileError, match=str(path.name)):
+        files.load_model(path)
+    result = run_script("generate.py", path, "--output", tmp_path / "out.png")
+    one_error_line(result, path.name)
+    assert not marker.exists()
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_truncated_model_and_foreign_model(tmp_path):
+    model = VAE(latent_dim=2, hidden_dim=8)
+    files.save_model(model, tmp_path / "good.keras")
+    data = (tmp_path / "good.keras").read_bytes()
+    (tmp_path / "truncated.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(ModelFileError, match="truncated.keras: not a .keras model file"):
+        files.load_model(tmp_path / "truncated.keras")
+    other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    other.save(tmp_path / "other.keras")
+    with pytest.raises(ModelFileError, match="not a keras-vae VAE"):
+        files.load_model(tmp_path / "other.keras")
+    (tmp_path / "good.h5").write_bytes(data)
+    with pytest.raises(ModelFileError, match="wrong suffix"):
+        files.load_model(tmp_path / "good.h5")
+
+
+def test_debug_flag_shows_the_traceback(tmp_path):
+    result = run_script("generate.py", tmp_path / "missing.keras", "--debug")
+    assert result.returncode != 0 and "Traceback" in result.stderr
+
+
+# Bad input -------------------------------------------------------------------
+
+
+def test_backend_not_installed_names_the_install_command(monkeypatch):
+    monkeypatch.setattr(vae_backend.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(BackendError, match=r"pip install torch==2.13.0"):
+        vae_backend.check_backend({"KERAS_BACKEND": "torch"})
+
+
+def test_unknown_backend_names_the_supported_ones():
+    with pytest.raises(BackendError, match="tensorflow, jax, torch"):
+        vae_backend.check_backend({"KERAS_BACKEND": "theano"})
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--num", "0"], "--num must be > 0"),
+        (["--grid", "2x2", "--num", "5"], "cannot hold --num 5"),
+        (["--output", "samples.jpg"], "must end in .png"),
+    ],
+)
+def test_generate_rejects_bad_flags_before_loading(tmp_path, args, message):
+    # The model file does not exist: the flags must be refused first.
+    one_error_line(run_script("generate.py", tmp_path / "m.keras", *args), message)
+
+
+@pytest.mark.slow
+def test_generate_rejects_a_malformed_grid(tmp_path):
+    result = run_script("generate.py", tmp_path / "m.keras", "--grid", "8by8")
+    assert result.returncode == 2 and "ROWSxCOLS" in result.stderr
+
+
+@pytest.mark.slow
+def test_output_dir_that_is_a_file(tmp_path):
+    target = tmp_path / "file.txt"
+    target.write_text("keep me")
+    one_error_line(run_script("train.py", "--output-dir", target), "not a folder")
+    assert target.read_text() == "keep me"
