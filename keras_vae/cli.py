@@ -6,11 +6,14 @@ to report errors a user can cause: one line, exit status 2, no traceback
 """
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import keras
 
 from keras_vae.backend import list_devices
+from keras_vae import data
 from keras_vae.errors import UserError
 
 
@@ -59,3 +62,29 @@ def announce_backend(prog):
     """Prints the backend and devices in use, e.g. at the start of training."""
     devices = ", ".join(list_devices())
     print(f"{prog}: Keras {keras.__version__}, backend {keras.backend.backend()} ({devices})")
+
+
+def run_settings(model_path, default_binarize):
+    """The dataset and binarization of the run a model file belongs to.
+
+    Reads `config.json` beside the model (as `train.py` writes it).
+
+    Returns:
+        `(dataset, binarize)`; `("mnist", default_binarize)` without one.
+    """
+    config = Path(model_path).parent / "config.json"
+    try:
+        saved = json.loads(config.read_text())["config"]
+        return saved.get("dataset", "mnist"), saved.get("binarize", "none")
+    except (OSError, ValueError, KeyError, TypeError):
+        return "mnist", default_binarize
+
+
+def check_data_settings(dataset, binarize):
+    """Raises `UserError` for an unknown dataset or binarization."""
+    if dataset not in data.DATASETS:
+        raise UserError(f"unknown dataset {dataset!r}; choose from {', '.join(data.DATASETS)}")
+    if binarize not in data.BINARIZATIONS:
+        raise UserError(
+            f"unknown binarization {binarize!r}; choose from {', '.join(data.BINARIZATIONS)}"
+        )

@@ -1,7 +1,20 @@
-"""The input pipeline: MNIST from TensorFlow Datasets, held in memory.
+"""The input pipeline: MNIST and friends from TensorFlow Datasets, in memory.
 
 MNIST is 47 MB as float32, so each split is loaded once into a NumPy array of
 shape `(n, 28, 28, 1)` with pixels scaled to [0, 1]; `fit` batches it.
+
+Datasets: `mnist`, `fashion_mnist` (grey levels) and `binarized_mnist` (the
+fixed binarization of Larochelle & Murray: train 50 000, test 10 000, no
+labels). Grey-level data can be binarized (`BINARIZATIONS`):
+
+- `none`: pixels stay grey levels in [0, 1]; the loss is not a likelihood;
+- `dynamic`: training images get a fresh Bernoulli sample every time they are
+  seen (done by the model, see `layers.DynamicBinarization`); the test set is
+  binarized once with the fixed seed `TEST_BINARIZATION_SEED`;
+- `static`: training and test sets are each binarized once, with fixed seeds.
+
+The test split binarized with `TEST_BINARIZATION_SEED` is the same for every
+run, so likelihoods of different runs compare.
 
 Where the data comes from, in order:
 1. a prepared TFDS data directory: `data_dir`, else `TFDS_DATA_DIR`, else
@@ -24,16 +37,26 @@ import numpy as np
 
 from keras_vae.errors import DataUnavailableError
 
+_IDX_FILES = (
+    "train-images-idx3-ubyte.gz",
+    "train-labels-idx1-ubyte.gz",
+    "t10k-images-idx3-ubyte.gz",
+    "t10k-labels-idx1-ubyte.gz",
+)
 #: The original files TFDS needs in a manual directory, per dataset.
 MANUAL_FILES = {
-    "mnist": (
-        "train-images-idx3-ubyte.gz",
-        "train-labels-idx1-ubyte.gz",
-        "t10k-images-idx3-ubyte.gz",
-        "t10k-labels-idx1-ubyte.gz",
+    "mnist": _IDX_FILES,
+    "fashion_mnist": _IDX_FILES,
+    "binarized_mnist": (
+        "binarized_mnist_train.amat",
+        "binarized_mnist_valid.amat",
+        "binarized_mnist_test.amat",
     ),
 }
 DATASETS = tuple(MANUAL_FILES)
+BINARIZATIONS = ("none", "dynamic", "static")
+TEST_BINARIZATION_SEED = 0
+TRAIN_BINARIZATION_SEED = 1
 
 # TFDS downloads MNIST from here; checked first so that an offline machine
 # gets an answer in seconds instead of minutes of retries.
@@ -42,7 +65,10 @@ _DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 
 @dataclasses.dataclass
 class Dataset:
-    """Images in [0, 1] of shape `(n, 28, 28, 1)` and their integer labels."""
+    """Images in [0, 1] of shape `(n, 28, 28, 1)` and their integer labels.
+
+    Labels are -1 for a dataset without labels (`binarized_mnist`).
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
@@ -153,14 +179,37 @@ def _load_split(builder, split, limit):
     tfds = _tfds()
     if limit is not None:
         split = f"{split}[:{int(limit)}]"
-    images, labels = tfds.as_numpy(
-        builder.as_dataset(split=split, batch_size=-1, as_supervised=True)
-    )
-    return (images.astype("float32") / 255.0), labels.astype("int64")
+    example = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+    images = example["image"].astype("float32")
+    if images.max() > 1.0:  # uint8 grey levels; binarized_mnist is 0/1
+        images /= 255.0
+    labels = example.get("label")
+    if labels is None:
+        labels = np.full(len(images), -1)
+    return images, labels.astype("int64")
+
+
+def binarize(images, seed):
+    """One Bernoulli sample of each pixel: 1 with probability its grey level.
+
+    Args:
+        images: float array with values in [0, 1].
+        seed: seed of NumPy's generator.
+
+    Returns:
+        A float32 array of 0s and 1s of the same shape.
+    """
+    noise = np.random.default_rng(seed).random(images.shape, dtype="float32")
+    return (noise < images).astype("float32")
 
 
 def load_dataset(
-    name="mnist", data_dir=None, manual_dir=None, num_train=None, num_test=None
+    name="mnist",
+    data_dir=None,
+    manual_dir=None,
+    num_train=None,
+    num_test=None,
+    binarization="none",
 ):
     """Loads the train and test splits into memory.
 
@@ -170,14 +219,54 @@ def load_dataset(
         manual_dir: optional folder with the original files.
         num_train: if set, keep only the first `num_train` training images.
         num_test: if set, keep only the first `num_test` test images.
+        binarization: one of `BINARIZATIONS` (see the module docstring);
+            with `dynamic` the training images stay grey levels, for the
+            model to sample.
 
     Returns:
         A `Dataset` of float32 images in [0, 1] and int64 labels.
 
     Raises:
         DataUnavailableError: the data is absent and cannot be obtained.
+        ValueError: an unknown `name` or `binarization`.
     """
-    builder = ensure_prepared(name, data_dir=data_dir, manual_dir=manual_dir)
-    x_train, y_train = _load_split(builder, "train", num_train)
-    x_test, y_test = _load_split(builder, "test", num_test)
+    x_train, y_train = load_split(
+        name, "train", data_dir, manual_dir, num_train, binarization
+    )
+    x_test, y_test = load_split(name, "test", data_dir, manual_dir, num_test, binarization)
     return Dataset(x_train, y_train, x_test, y_test)
+
+
+def load_split(
+    name="mnist",
+    split="test",
+    data_dir=None,
+    manual_dir=None,
+    limit=None,
+    binarization="none",
+):
+    """Loads one split into memory, binarized as `load_dataset` does.
+
+    Args:
+        name: a TFDS dataset name from `DATASETS`.
+        split: `"train"` or `"test"`.
+        data_dir, manual_dir: where the data is (see `load_dataset`).
+        limit: if set, keep only the first `limit` images.
+        binarization: one of `BINARIZATIONS`.
+
+    Returns:
+        A pair `(images, labels)` of NumPy arrays.
+    """
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+    if binarization not in BINARIZATIONS:
+        raise ValueError(
+            f"unknown binarization {binarization!r}; choose from {', '.join(BINARIZATIONS)}"
+        )
+    builder = ensure_prepared(name, data_dir=data_dir, manual_dir=manual_dir)
+    images, labels = _load_split(builder, split, limit)
+    if split == "test" and binarization != "none":
+        images = binarize(images, TEST_BINARIZATION_SEED)
+    elif split == "train" and binarization == "static":
+        images = binarize(images, TRAIN_BINARIZATION_SEED)
+    return images, labels

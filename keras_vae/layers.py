@@ -44,3 +44,35 @@ class Sampling(keras.layers.Layer):
         config = super().get_config()
         config.update({"seed": self.seed})
         return config
+
+
+@keras.saving.register_keras_serializable(package="keras_vae")
+class DynamicBinarization(keras.layers.Layer):
+    """Replaces grey levels by a fresh Bernoulli sample during training.
+
+    Each pixel value p in [0, 1] becomes 1 with probability p, a new draw
+    every time the image is seen (Burda et al., 2015). Outside training the
+    input passes through unchanged (evaluate on a fixed binarization).
+
+    Args:
+        seed: optional int seeding the layer's generator.
+        **kwargs: standard `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, images, training=False):
+        if not training:
+            return images
+        noise = keras.random.uniform(
+            ops.shape(images), dtype=images.dtype, seed=self.seed_generator
+        )
+        return ops.cast(noise < images, images.dtype)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"seed": self.seed})
+        return config

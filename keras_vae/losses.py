@@ -4,7 +4,11 @@ All quantities are in nats. Per-example functions return one value per image;
 `elbo_losses` averages them over the batch.
 """
 
+import math
+
 from keras import ops
+
+LOG_2PI = math.log(2.0 * math.pi)
 
 
 def _sum_over_examples(values):
@@ -54,7 +58,7 @@ def elbo_losses(images, outputs):
     """The negative ELBO and its two terms, averaged over the batch.
 
     Args:
-        images: the encoder's input batch, pixel values in [0, 1].
+        images: the images to reconstruct, pixel values in [0, 1].
         outputs: the dict returned by `VAE.call` on `images`: `z_mean`,
             `z_log_var` and `logits` (decoded from one sample of z).
 
@@ -69,3 +73,32 @@ def elbo_losses(images, outputs):
         "reconstruction_loss": reconstruction,
         "kl_loss": kl,
     }
+
+
+def standard_normal_log_density(z):
+    """log N(z; 0, I), summed over the last axis.
+
+    Args:
+        z: tensor of shape `(..., latent_dim)`.
+
+    Returns:
+        A tensor of shape `(...)`.
+    """
+    z = ops.convert_to_tensor(z)
+    return -0.5 * ops.sum(ops.square(z) + LOG_2PI, axis=-1)
+
+
+def gaussian_log_density(z, mean, log_var):
+    """log N(z; mean, diag(exp(log_var))), summed over the last axis.
+
+    Args:
+        z: tensor of shape `(..., latent_dim)`.
+        mean, log_var: tensors broadcastable to `z`'s shape.
+
+    Returns:
+        A tensor of shape `(...)`.
+    """
+    z = ops.convert_to_tensor(z)
+    return -0.5 * ops.sum(
+        LOG_2PI + log_var + ops.square(z - mean) * ops.exp(-log_var), axis=-1
+    )

@@ -5,7 +5,7 @@ import numpy as np
 from keras import ops
 
 from keras_vae import losses, steps
-from keras_vae.layers import Sampling
+from keras_vae.layers import DynamicBinarization, Sampling
 from keras_vae.networks import IMAGE_SHAPE, build_decoder, build_encoder
 
 LOSS_NAMES = ("loss", "reconstruction_loss", "kl_loss")
@@ -27,6 +27,10 @@ class VAE(keras.Model):
         hidden_dim: units of the encoder's and decoder's hidden layer.
         image_shape: shape of one image, `(height, width, channels)`.
         seed: optional int seeding the sampling layer's noise.
+        dynamic_binarization: if True, training images are replaced by a
+            fresh Bernoulli sample of their pixels at every step (the
+            likelihood protocol of Burda et al.); evaluation uses the images
+            as given.
         **kwargs: standard `keras.Model` arguments (`name`, ...).
 
     Example:
@@ -45,6 +49,7 @@ class VAE(keras.Model):
         hidden_dim=512,
         image_shape=IMAGE_SHAPE,
         seed=None,
+        dynamic_binarization=False,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -52,6 +57,12 @@ class VAE(keras.Model):
         self.hidden_dim = int(hidden_dim)
         self.image_shape = tuple(int(d) for d in image_shape)
         self.seed = seed
+        self.dynamic_binarization = bool(dynamic_binarization)
+        self.binarization = (
+            DynamicBinarization(seed=seed, name="binarization")
+            if self.dynamic_binarization
+            else None
+        )
         self.encoder = build_encoder(latent_dim, hidden_dim, self.image_shape)
         self.decoder = build_decoder(latent_dim, hidden_dim, self.image_shape)
         self.sampling = Sampling(seed=seed, name="sampling")
@@ -68,23 +79,33 @@ class VAE(keras.Model):
         """Encodes, samples one z per image and decodes it.
 
         Returns:
-            A dict of tensors: `z_mean`, `z_log_var`, `z` (the sample) and
-            `logits` (Bernoulli logits of the images).
+            A dict of tensors: `targets` (the images the decoder must
+            reproduce: binarized when training with dynamic binarization),
+            `z_mean`, `z_log_var`, `z` (the sample) and `logits` (Bernoulli
+            logits of the images).
         """
+        if self.binarization is not None:
+            images = self.binarization(images, training=training)
         z_mean, z_log_var = self.encoder(images, training=training)
         z = self.sampling([z_mean, z_log_var])
         logits = self.decoder(z, training=training)
-        return {"z_mean": z_mean, "z_log_var": z_log_var, "z": z, "logits": logits}
+        return {
+            "targets": images,
+            "z_mean": z_mean,
+            "z_log_var": z_log_var,
+            "z": z,
+            "logits": logits,
+        }
 
     # The objective ---------------------------------------------------------
 
-    def losses_from_outputs(self, images, outputs):
+    def losses_from_outputs(self, outputs):
         """The model's losses given `call`'s outputs (see `losses.elbo_losses`)."""
-        return losses.elbo_losses(images, outputs)
+        return losses.elbo_losses(outputs["targets"], outputs)
 
     def compute_losses(self, images, training=False):
         """Runs the model on `images` and returns its dict of losses."""
-        return self.losses_from_outputs(images, self(images, training=training))
+        return self.losses_from_outputs(self(images, training=training))
 
     @property
     def metrics(self):
@@ -169,4 +190,5 @@ class VAE(keras.Model):
             "hidden_dim": self.hidden_dim,
             "image_shape": list(self.image_shape),
             "seed": self.seed,
+            "dynamic_binarization": self.dynamic_binarization,
         }

@@ -67,7 +67,7 @@ def _jax_losses(model, trainable, non_trainable, images, training):
     outputs, non_trainable = model.stateless_call(
         trainable, non_trainable, images, training=training
     )
-    losses = model.losses_from_outputs(images, outputs)
+    losses = model.losses_from_outputs(outputs)
     return losses["loss"], (losses, non_trainable)
 
 

@@ -9,6 +9,8 @@ A run is described by a `TrainConfig` and writes everything into one folder:
     samples/epoch_NNN.png         the same 64 z decoded after each epoch
     reconstructions/epoch_NNN.png test images above their reconstructions
     metrics.json         test-set losses and timings
+    figures/             latent scatter and manifold, interpolations,
+                         reconstructions, training curves, samples.gif
     backup/              the resume checkpoint, while the run is unfinished
 
 Running again with the same output folder resumes an interrupted run from its
@@ -27,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_vae import callbacks, data, files
+from keras_vae import callbacks, data, evaluation, files, visualize
 from keras_vae.backend import list_devices
 from keras_vae.errors import UserError
 from keras_vae.model import VAE
@@ -47,7 +49,10 @@ class TrainConfig:
         learning_rate: Adam's learning rate.
         seed: seeds Keras, the backend and NumPy; same seed and backend give
             the same numbers.
-        dataset: TFDS dataset name.
+        dataset: TFDS dataset name (`data.DATASETS`).
+        binarize: `none`, `dynamic` or `static` (see `keras_vae.data`).
+        final_iw_samples: if > 0, estimate the test log-likelihood with this
+            many importance samples at the end (`evaluation`).
         data_dir: TFDS data directory (default: `TFDS_DATA_DIR`).
         manual_dir: folder with the original dataset files, for offline use.
         num_train: use only the first `num_train` training images.
@@ -61,6 +66,8 @@ class TrainConfig:
     learning_rate: float = 1e-3
     seed: int = 0
     dataset: str = "mnist"
+    binarize: str = "none"
+    final_iw_samples: int = 0
     data_dir: str | None = None
     manual_dir: str | None = None
     num_train: int | None = None
@@ -77,6 +84,12 @@ class TrainConfig:
                 problems.append(f"{name} must be > 0, got {value}")
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.final_iw_samples < 0:
+            problems.append(f"final_iw_samples must be >= 0, got {self.final_iw_samples}")
+        if self.binarize not in data.BINARIZATIONS:
+            problems.append(
+                f"unknown binarization {self.binarize!r}; choose from {', '.join(data.BINARIZATIONS)}"
+            )
         if self.dataset not in data.DATASETS:
             problems.append(
                 f"unknown dataset {self.dataset!r}; choose from {', '.join(data.DATASETS)}"
@@ -163,8 +176,12 @@ def environment():
 
 
 def one_per_class(labels, num_classes=10):
-    """Index of the first example of each class, e.g. one test digit each."""
-    return [int(np.flatnonzero(labels == c)[0]) for c in range(num_classes) if (labels == c).any()]
+    """Index of the first example of each class, e.g. one test digit each.
+
+    Without labels (all -1), the first `num_classes` examples.
+    """
+    found = [int(np.flatnonzero(labels == c)[0]) for c in range(num_classes) if (labels == c).any()]
+    return found or list(range(min(num_classes, len(labels))))
 
 
 def train_and_evaluate(config, output_dir, verbose="auto"):
@@ -190,6 +207,7 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         manual_dir=config.manual_dir,
         num_train=config.num_train,
         num_test=config.num_test,
+        binarization=config.binarize,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
     files.write_json(
@@ -197,7 +215,11 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         {"config": dataclasses.asdict(config), **environment()},
     )
 
-    model = VAE(latent_dim=config.latent_dim, hidden_dim=config.hidden_dim)
+    model = VAE(
+        latent_dim=config.latent_dim,
+        hidden_dim=config.hidden_dim,
+        dynamic_binarization=config.binarize == "dynamic",
+    )
     model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
     originals = dataset.x_test[one_per_class(dataset.y_test)]
 
@@ -261,6 +283,14 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         "num_train": len(dataset.x_train),
         "num_test": len(dataset.x_test),
     }
+    if config.final_iw_samples:
+        likelihood = evaluation.evaluate_likelihood(
+            model, dataset.x_test, iw_samples=config.final_iw_samples, seed=config.seed
+        )
+        metrics.update({f"test_{k}": v for k, v in likelihood.items()})
     files.write_json(output_dir / "metrics.json", metrics)
+    visualize.make_figures(
+        model, dataset.x_test, dataset.y_test, output_dir / "figures", run_dir=output_dir
+    )
     checkpoint.delete()
     return metrics

@@ -30,7 +30,9 @@ def parse_args(argv):
     parser.add_argument("--hidden-dim", type=int, default=defaults.hidden_dim, help="units of the hidden layers")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (same seed and backend, same numbers)")
-    parser.add_argument("--dataset", default=defaults.dataset, help="TFDS dataset name")
+    parser.add_argument("--dataset", default=defaults.dataset, help="mnist, fashion_mnist or binarized_mnist (through TFDS)")
+    parser.add_argument("--binarize", default=defaults.binarize, help="none (grey levels), dynamic (fresh Bernoulli sample every step; the likelihood protocol) or static (one fixed sample)")
+    parser.add_argument("--final-iw-samples", type=int, default=defaults.final_iw_samples, help="at the end, estimate the test log-likelihood with K importance samples (0: skip; 5000 is the literature's standard)")
     parser.add_argument("--output-dir", default=None, help="run folder (default: runs/<timestamp>-<backend>); an unfinished run there is resumed")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR with its saved settings (other flags but --data-dir/--manual-dir are ignored)")
     parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
@@ -58,6 +60,8 @@ def main(argv):
         learning_rate=args.learning_rate,
         seed=args.seed,
         dataset=args.dataset,
+        binarize=args.binarize,
+        final_iw_samples=args.final_iw_samples,
         data_dir=args.data_dir,
         manual_dir=args.manual_dir,
         num_train=args.num_train,
@@ -76,6 +80,11 @@ def run(config, output_dir, verbose):
         f"KL {metrics['test_kl_loss']:.2f}); "
         f"{metrics['seconds_per_epoch']:.1f} s/epoch; outputs in {output_dir}"
     )
+    if "test_iw_nll" in metrics:
+        print(
+            f"{PROG}: test IWAE NLL {metrics['test_iw_nll']:.2f} nats "
+            f"(k={metrics['test_iw_samples']}), -ELBO {metrics['test_neg_elbo']:.2f}"
+        )
 
 
 if __name__ == "__main__":

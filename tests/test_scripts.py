@@ -20,6 +20,12 @@ EXPECTED_FILES = (
     "samples/epoch_002.png",
     "reconstructions/epoch_001.png",
     "reconstructions/epoch_002.png",
+    "figures/latent_scatter.png",
+    "figures/latent_manifold.png",
+    "figures/interpolation.png",
+    "figures/reconstructions.png",
+    "figures/training_curves.png",
+    "figures/samples.gif",
 )
 
 
@@ -30,6 +36,7 @@ def run_dir(tmp_path_factory):
         "train.py",
         "--epochs", "2", "--num-train", "1024", "--num-test", "256",
         "--latent-dim", "8", "--hidden-dim", "64", "--seed", "1",
+        "--binarize", "dynamic", "--final-iw-samples", "20",
         "--output-dir", folder, "--verbose", "0",
     )
     assert result.returncode == 0, result.stderr[-3000:]
@@ -52,6 +59,9 @@ def test_train_writes_every_output(run_dir, backend):
         metrics["test_reconstruction_loss"] + metrics["test_kl_loss"], rel=1e-5
     )
     assert metrics["seconds_per_epoch"] > 0
+    assert metrics["test_iw_samples"] == 20
+    assert metrics["test_iw_nll"] < metrics["test_neg_elbo"] + 1.0
+    assert config["config"]["binarize"] == "dynamic"
     lines = (run_dir / "history.csv").read_text().splitlines()
     assert lines[0].split(",")[:4] == ["epoch", "loss", "reconstruction_loss", "kl_loss"]
     assert "val_loss" in lines[0]

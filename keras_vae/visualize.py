@@ -1,0 +1,223 @@
+"""The pictures of a trained model and of its training run.
+
+Each function writes one PNG (or GIF) atomically and returns its path:
+
+- `latent_scatter`: test posterior means coloured by label (the two latent
+  dims when latent_dim = 2, else the first two principal components);
+- `latent_manifold`: images decoded on a grid of Gaussian quantiles over two
+  latent axes (the two dims, or the two principal axes);
+- `interpolation`: rows decoded between the posterior means of pairs of
+  test images;
+- `reconstructions`: test images above their reconstructions;
+- `training_curves`: train and validation loss, reconstruction and KL;
+- `samples_gif`: the per-epoch sample grids of a run, animated.
+
+`make_figures` writes them all. Figures use matplotlib's object-oriented API
+(no pyplot state), so they render headless.
+"""
+
+import statistics
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
+
+from keras_vae import images as grids
+from keras_vae.callbacks import read_history
+from keras_vae.files import atomic_path
+
+
+def _save(figure, path):
+    with atomic_path(path) as temporary:
+        figure.savefig(temporary, dpi=100, bbox_inches="tight")
+    return Path(path)
+
+
+def latent_axes(z_means):
+    """Two axes of the latent space to draw: the dims, or principal axes.
+
+    Args:
+        z_means: array `(n, latent_dim)` of posterior means.
+
+    Returns:
+        A tuple `(center, axes, scales, label)`: the mean of `z_means`, two
+        unit vectors `(2, latent_dim)`, the standard deviation of the data
+        along each, and a label for titles.
+    """
+    z_means = np.asarray(z_means, dtype="float64")
+    center = z_means.mean(0)
+    if z_means.shape[1] == 2:
+        axes, label = np.eye(2), "the two latent dims of E[z|x]"
+    else:
+        _, _, vt = np.linalg.svd(z_means - center, full_matrices=False)
+        axes, label = vt[:2], "first two principal components of E[z|x]"
+    scales = ((z_means - center) @ axes.T).std(0)
+    return center, axes, scales, label
+
+
+def latent_scatter(model, images, labels, path):
+    """Scatter of the test set in latent space, coloured by label."""
+    z_mean, _ = model.encode(images)
+    center, axes, _, label = latent_axes(z_mean)
+    points = (z_mean - center) @ axes.T if z_mean.shape[1] > 2 else z_mean
+    figure = Figure(figsize=(7, 6))
+    ax = figure.subplots()
+    if (labels >= 0).any():
+        artist = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
+        figure.colorbar(artist, ax=ax, ticks=range(10), label="digit")
+    else:
+        ax.scatter(points[:, 0], points[:, 1], s=2)
+    names = ("z[0]", "z[1]") if z_mean.shape[1] == 2 else ("PC 1", "PC 2")
+    ax.set_xlabel(names[0])
+    ax.set_ylabel(names[1])
+    ax.set_title(f"Test set in latent space: {label} (latent_dim={z_mean.shape[1]})")
+    return _save(figure, path)
+
+
+def _normal_quantiles(count, low=0.05, high=0.95):
+    return np.array([statistics.NormalDist().inv_cdf(p) for p in np.linspace(low, high, count)])
+
+
+def latent_manifold(model, images, path, count=15):
+    """Decoded images on a `count` x `count` grid of Gaussian quantiles."""
+    z_mean, _ = model.encode(images)
+    center, axes, scales, label = latent_axes(z_mean)
+    if z_mean.shape[1] == 2:  # the prior's own quantiles
+        center, scales = np.zeros(2), np.ones(2)
+    quantiles = _normal_quantiles(count)
+    rows = []
+    for q1 in quantiles[::-1]:  # top row: high values of the second axis
+        for q0 in quantiles:
+            rows.append(center + q0 * scales[0] * axes[0] + q1 * scales[1] * axes[1])
+    decoded = model.decode(np.array(rows, dtype="float32"))
+    grid = grids.tile(decoded, count, count, pad=0)
+    figure = Figure(figsize=(8, 8))
+    ax = figure.subplots()
+    size = decoded.shape[1]
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+    ticks = np.arange(count) * size + size / 2
+    ax.set_xticks(ticks, [f"{q:.1f}" for q in quantiles], fontsize=7)
+    ax.set_yticks(ticks, [f"{q:.1f}" for q in quantiles[::-1]], fontsize=7)
+    axis_names = ("z[0]", "z[1]") if z_mean.shape[1] == 2 else ("PC 1", "PC 2")
+    unit = "" if z_mean.shape[1] == 2 else " (data std units)"
+    ax.set_xlabel(f"{axis_names[0]}: Gaussian quantile{unit}")
+    ax.set_ylabel(f"{axis_names[1]}: Gaussian quantile{unit}")
+    ax.set_title(f"Decoded latent grid over {label}")
+    return _save(figure, path)
+
+
+def interpolation(model, images, path, pairs=8, steps=10, seed=0):
+    """Rows of images decoded between the posterior means of image pairs."""
+    rng = np.random.default_rng(seed)
+    chosen = rng.choice(len(images), size=(pairs, 2), replace=False)
+    z_mean, _ = model.encode(images[chosen.ravel()])
+    z_mean = z_mean.reshape(pairs, 2, -1)
+    weights = np.linspace(0.0, 1.0, steps)[None, :, None]
+    path_z = (1 - weights) * z_mean[:, :1] + weights * z_mean[:, 1:]
+    decoded = model.decode(path_z.reshape(pairs * steps, -1).astype("float32"))
+    decoded = decoded.reshape(pairs, steps, *decoded.shape[1:])
+    originals = images[chosen]  # (pairs, 2, ...)
+    rows = np.concatenate([originals[:, :1], decoded, originals[:, 1:]], axis=1)
+    grid = grids.tile(rows.reshape(-1, *rows.shape[2:]), pairs, steps + 2)
+    figure = Figure(figsize=(10, 0.9 * pairs + 0.8))
+    ax = figure.subplots()
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+    ax.set_axis_off()
+    ax.set_title("Interpolation between test images: original, decoded path of E[z|x], original")
+    return _save(figure, path)
+
+
+def reconstructions(model, images, path, count=10):
+    """The first `count` images above their reconstructions."""
+    originals = images[:count]
+    grid = grids.tile(np.concatenate([originals, model.reconstruct(originals)]), 2, count)
+    figure = Figure(figsize=(10, 2.6))
+    ax = figure.subplots()
+    ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
+    ax.set_axis_off()
+    ax.set_title("Test images (top) and their reconstructions from E[z|x] (bottom)")
+    return _save(figure, path)
+
+
+def training_curves(history_csv, path):
+    """Train and validation curves of loss, reconstruction and KL per epoch."""
+    rows = read_history(history_csv)
+    if not rows:
+        raise ValueError(f"{history_csv} holds no epochs")
+    epochs = [row["epoch"] for row in rows]
+    figure = Figure(figsize=(13, 3.8))
+    for ax, (key, title) in zip(
+        figure.subplots(1, 3),
+        [("loss", "Loss (negative ELBO)"), ("reconstruction_loss", "Reconstruction"), ("kl_loss", "KL divergence")],
+    ):
+        for prefix, name in (("", "train"), ("val_", "validation")):
+            values = [row.get(prefix + key, np.nan) for row in rows]
+            ax.plot(epochs, values, label=name, marker="." if len(rows) < 30 else None)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel("nats per image")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    figure.suptitle("Training curves", y=1.03)
+    return _save(figure, path)
+
+
+def samples_gif(samples_dir, path, milliseconds=300, max_frames=25, scale=1.0):
+    """Animates a run's per-epoch sample grids, labelled with the epoch.
+
+    Args:
+        samples_dir: folder of `epoch_NNN.png` grids (`callbacks.SampleGrid`).
+        path: the `.gif` to write.
+        milliseconds: display time of each frame.
+        max_frames: at most this many epochs, evenly spaced, first and last
+            included, so long runs give small files.
+        scale: resize factor of the grids.
+    """
+    paths = sorted(Path(samples_dir).glob("epoch_*.png"))
+    if len(paths) > max_frames:
+        keep = np.unique(np.linspace(0, len(paths) - 1, max_frames).round().astype(int))
+        paths = [paths[i] for i in keep]
+    frames = []
+    for frame_path in paths:
+        grid = Image.open(frame_path).convert("L")
+        if scale != 1.0:
+            size = (round(grid.width * scale), round(grid.height * scale))
+            grid = grid.resize(size, Image.Resampling.NEAREST)
+        frame = Image.new("L", (grid.width, grid.height + 16), color=255)
+        frame.paste(grid, (0, 16))
+        epoch = int(frame_path.stem.split("_")[1])
+        ImageDraw.Draw(frame).text((4, 2), f"epoch {epoch}", fill=0)
+        frames.append(frame)
+    if not frames:
+        raise ValueError(f"{samples_dir} holds no epoch_*.png grids")
+    with atomic_path(path) as temporary:
+        frames[0].save(
+            temporary, save_all=True, append_images=frames[1:],
+            duration=milliseconds, loop=0,
+        )
+    return Path(path)
+
+
+def make_figures(model, images, labels, output_dir, run_dir=None):
+    """Writes every picture into `output_dir`; returns their paths.
+
+    Args:
+        model: a trained `VAE`.
+        images, labels: test images and labels (-1 if none).
+        output_dir: folder for the pictures.
+        run_dir: optional training-run folder, for `history.csv` and
+            `samples/` (training curves and the GIF are skipped without it).
+    """
+    output_dir = Path(output_dir)
+    written = [
+        latent_scatter(model, images, labels, output_dir / "latent_scatter.png"),
+        latent_manifold(model, images, output_dir / "latent_manifold.png"),
+        interpolation(model, images, output_dir / "interpolation.png"),
+        reconstructions(model, images, output_dir / "reconstructions.png"),
+    ]
+    if run_dir is not None and (Path(run_dir) / "history.csv").is_file():
+        written.append(training_curves(Path(run_dir) / "history.csv", output_dir / "training_curves.png"))
+    if run_dir is not None and list((Path(run_dir) / "samples").glob("epoch_*.png")):
+        written.append(samples_gif(Path(run_dir) / "samples", output_dir / "samples.gif"))
+    return written

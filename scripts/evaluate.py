@@ -1,0 +1,93 @@
+"""Estimate a saved model's test log-likelihood: `python scripts/evaluate.py MODEL.keras`.
+
+Reports the negative ELBO, its reconstruction and KL terms, the
+importance-weighted NLL estimate (Burda et al.), bits per dimension and active
+units on the test split, as a table and as JSON. See keras_vae/evaluation.py.
+"""
+
+import argparse
+import sys
+import time
+
+try:
+    from keras_vae import cli, data, evaluation, files
+except ImportError as error:  # an unknown or missing KERAS_BACKEND
+    sys.exit(f"evaluate.py: error: {error}")
+
+import keras
+
+from keras_vae.errors import UserError
+
+PROG = "evaluate.py"
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Likelihood evaluation of a saved keras-vae model on a test split.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("model", help="a .keras file written by train.py")
+    parser.add_argument("--iw-samples", type=int, default=5000, help="importance samples k per image (5000: Burda et al.)")
+    parser.add_argument("--num-examples", type=int, default=None, help="evaluate only the first N test images (default: all)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
+    parser.add_argument("--dataset", default=None, help="default: the run's (config.json beside the model), else mnist")
+    parser.add_argument("--binarize", default=None, help="none, dynamic or static; default: the run's, else dynamic (a fixed binarization of the test set)")
+    parser.add_argument("--output", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--max-rows", type=int, default=16384, help="latent vectors decoded per forward pass (memory vs. speed)")
+    parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory")
+    parser.add_argument("--manual-dir", default=None, help="folder with the dataset's original files")
+    cli.add_debug_flag(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv):
+    args = parse_args(argv)
+    for name in ("iw_samples", "num_examples", "max_rows"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be > 0, got {value}")
+    saved_dataset, saved_binarize = cli.run_settings(args.model, default_binarize="dynamic")
+    dataset = args.dataset or saved_dataset
+    binarize = args.binarize or saved_binarize
+    cli.check_data_settings(dataset, binarize)
+
+    model = files.load_model(args.model)
+    images, _ = data.load_split(
+        dataset, "test", args.data_dir, args.manual_dir, args.num_examples, binarize
+    )
+    start = time.perf_counter()
+    results = evaluation.evaluate_likelihood(
+        model, images, iw_samples=args.iw_samples, seed=args.seed, max_rows=args.max_rows
+    )
+    results.update(
+        model=str(args.model),
+        dataset=dataset,
+        binarize=binarize,
+        backend=keras.backend.backend(),
+        seconds=time.perf_counter() - start,
+    )
+    print(format_table(results))
+    if args.output:
+        files.write_json(args.output, results)
+
+
+def format_table(r):
+    pixels = "binary pixels" if r["binarize"] != "none" or r["dataset"] == "binarized_mnist" else "grey-level pixels: a loss, not a likelihood"
+    return "\n".join(
+        [
+            f"{r['model']} on the {r['dataset']} test split ({r['num_examples']} images, "
+            f"binarize={r['binarize']}; {pixels}), backend {r['backend']}",
+            f"  -ELBO                {r['neg_elbo']:9.2f} nats",
+            f"    reconstruction     {r['reconstruction']:9.2f} nats",
+            f"    KL                 {r['kl']:9.2f} nats",
+            f"  {'IWAE NLL (k=' + str(r['iw_samples']) + ')':<20} {r['iw_nll']:9.2f} nats",
+            f"  bits per dimension   {r['bits_per_dim']:9.4f}",
+            f"  active units         {r['active_units']:6d} / {r['latent_dim']}",
+            f"  ({r['seconds']:.1f} s)",
+        ]
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(cli.run(main, PROG))
