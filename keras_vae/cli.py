@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 
 from keras_vae.backend import list_devices
-from keras_vae import data
+from keras_vae import data, files
 from keras_vae.errors import UserError
 
 
@@ -88,3 +88,35 @@ def check_data_settings(dataset, binarize):
         raise UserError(
             f"unknown binarization {binarize!r}; choose from {', '.join(data.BINARIZATIONS)}"
         )
+
+
+def add_test_data_flags(parser, default_binarize):
+    """Flags of the scripts that take a model and its test split."""
+    parser.add_argument("model", help="a .keras file written by train.py")
+    parser.add_argument("--dataset", default=None, help="test split to use (default: the run's, from config.json beside the model, else mnist)")
+    parser.add_argument("--binarize", default=None, help=f"none, dynamic or static (default: the run's, else {default_binarize})")
+    parser.add_argument("--num-examples", type=int, default=None, help="use only the first N test images (default: all)")
+    parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory")
+    parser.add_argument("--manual-dir", default=None, help="folder with the dataset's original files")
+
+
+def load_model_and_test_split(args, default_binarize):
+    """The model of `args.model` and the test split its run was trained on.
+
+    Returns:
+        `(model, images, labels, dataset, binarize)`.
+
+    Raises:
+        UserError: bad flags, a bad model file, or data that cannot be had.
+    """
+    if args.num_examples is not None and args.num_examples <= 0:
+        raise UserError(f"--num-examples must be > 0, got {args.num_examples}")
+    dataset, binarize = run_settings(args.model, default_binarize)
+    dataset = args.dataset or dataset
+    binarize = args.binarize or binarize
+    check_data_settings(dataset, binarize)
+    model = files.load_model(args.model)
+    images, labels = data.load_split(
+        dataset, "test", args.data_dir, args.manual_dir, args.num_examples, binarize
+    )
+    return model, images, labels, dataset, binarize

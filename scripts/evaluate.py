@@ -10,7 +10,7 @@ import sys
 import time
 
 try:
-    from keras_vae import cli, data, evaluation, files
+    from keras_vae import cli, evaluation, files
 except ImportError as error:  # an unknown or missing KERAS_BACKEND
     sys.exit(f"evaluate.py: error: {error}")
 
@@ -27,34 +27,22 @@ def parse_args(argv):
         description="Likelihood evaluation of a saved keras-vae model on a test split.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("model", help="a .keras file written by train.py")
+    cli.add_test_data_flags(parser, default_binarize="dynamic")
     parser.add_argument("--iw-samples", type=int, default=5000, help="importance samples k per image (5000: Burda et al.)")
-    parser.add_argument("--num-examples", type=int, default=None, help="evaluate only the first N test images (default: all)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
-    parser.add_argument("--dataset", default=None, help="default: the run's (config.json beside the model), else mnist")
-    parser.add_argument("--binarize", default=None, help="none, dynamic or static; default: the run's, else dynamic (a fixed binarization of the test set)")
     parser.add_argument("--output", default=None, help="also write the results to this JSON file")
     parser.add_argument("--max-rows", type=int, default=16384, help="latent vectors decoded per forward pass (memory vs. speed)")
-    parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory")
-    parser.add_argument("--manual-dir", default=None, help="folder with the dataset's original files")
     cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
 
 def main(argv):
     args = parse_args(argv)
-    for name in ("iw_samples", "num_examples", "max_rows"):
-        value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be > 0, got {value}")
-    saved_dataset, saved_binarize = cli.run_settings(args.model, default_binarize="dynamic")
-    dataset = args.dataset or saved_dataset
-    binarize = args.binarize or saved_binarize
-    cli.check_data_settings(dataset, binarize)
-
-    model = files.load_model(args.model)
-    images, _ = data.load_split(
-        dataset, "test", args.data_dir, args.manual_dir, args.num_examples, binarize
+    for name in ("iw_samples", "max_rows"):
+        if getattr(args, name) <= 0:
+            raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    model, images, _, dataset, binarize = cli.load_model_and_test_split(
+        args, default_binarize="dynamic"
     )
     start = time.perf_counter()
     results = evaluation.evaluate_likelihood(

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 try:
-    from keras_vae import cli, data, files, visualize
+    from keras_vae import cli, visualize
 except ImportError as error:  # an unknown or missing KERAS_BACKEND
     sys.exit(f"visualize.py: error: {error}")
 
@@ -26,14 +26,9 @@ def parse_args(argv):
         description="Pictures of a saved keras-vae model and of its training run.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("model", help="a .keras file written by train.py")
+    cli.add_test_data_flags(parser, default_binarize="none")
     parser.add_argument("--output-dir", default=None, help="folder for the pictures (default: figures/ beside the model)")
     parser.add_argument("--run-dir", default=None, help="training-run folder with history.csv and samples/ (default: the model's folder)")
-    parser.add_argument("--dataset", default=None, help="test images to draw (default: the run's dataset, else mnist)")
-    parser.add_argument("--binarize", default=None, help="none, dynamic or static (default: the run's)")
-    parser.add_argument("--num-examples", type=int, default=None, help="use only the first N test images (default: all)")
-    parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory")
-    parser.add_argument("--manual-dir", default=None, help="folder with the dataset's original files")
     cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -46,15 +41,7 @@ def main(argv):
     output_dir = Path(args.output_dir or model_path.parent / "figures")
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} exists and is not a folder")
-    dataset, binarize = cli.run_settings(model_path, default_binarize="none")
-    dataset = args.dataset or dataset
-    binarize = args.binarize or binarize
-    cli.check_data_settings(dataset, binarize)
-
-    model = files.load_model(model_path)
-    images, labels = data.load_split(
-        dataset, "test", args.data_dir, args.manual_dir, args.num_examples, binarize
-    )
+    model, images, labels, _, _ = cli.load_model_and_test_split(args, default_binarize="none")
     written = visualize.make_figures(
         model, images, labels, output_dir, run_dir=args.run_dir or model_path.parent
     )

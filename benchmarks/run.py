@@ -1,0 +1,196 @@
+"""Benchmark: keras_vae on each backend against a plain PyTorch loop.
+
+    python benchmarks/run.py [--backends tensorflow,jax,torch] [--epochs 4]
+                             [--batch-size 128] [--jit-compile auto|true|false]
+                             [--steps-per-execution 1] [--iwae-images 1000]
+
+Trains the original model (784-512-20, batch 128, Adam 1e-3) on MNIST held in
+memory, each backend in its own process, and the identical model with the
+plain PyTorch loop of benchmarks/torch_loop.py in the same invocation. Reports
+seconds per epoch (median of the epochs after the first, warm-up, epoch; the
+warm-up's extra time is the compile time), images per second, peak resident
+memory and its growth over the timed epochs, the ratio to the PyTorch loop,
+the training callbacks' time per epoch, the importance-weighted evaluation
+(k = 5000) per 1000 test images, and `generate.py` for 64 images including
+starting Python and loading the model. Writes a Markdown table
+(benchmarks/RESULTS.md) and a bar chart (benchmarks/results.png).
+
+Ratios from one invocation are what count: machines are noisy, and every
+number of a table comes from the same run on the same machine.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+BACKENDS = ("tensorflow", "jax", "torch")
+BASELINE = "pytorch-loop"
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated Keras backends")
+    parser.add_argument("--epochs", type=int, default=4, help="epochs per backend, the first one a warm-up")
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"))
+    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--num-train", type=int, default=None, help="training images (default: all 60 000)")
+    parser.add_argument("--iwae-images", type=int, default=1000, help="test images for the IWAE timing (0: skip)")
+    parser.add_argument("--skip-generate", action="store_true", help="do not time generate.py")
+    parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
+    parser.add_argument("--chart", default=str(HERE / "results.png"))
+    args = parser.parse_args()
+    if args.epochs < 2:
+        parser.error("--epochs must be >= 2 (one warm-up, then timed epochs)")
+    return args
+
+
+def run_json(command, backend=None):
+    env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
+    if result.returncode != 0:
+        raise SystemExit(f"benchmark: {' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def summarize(name, raw, num_train):
+    timed = raw["epoch_seconds"][1:]
+    median = statistics.median(timed)
+    return {
+        "name": name,
+        "seconds_per_epoch": median,
+        "compile_seconds": raw["epoch_seconds"][0] - median,
+        "images_per_second": num_train / median,
+        "peak_rss_mb": raw["peak_rss_mb"],
+        "rss_growth_mb": raw["rss_mb"][-1] - raw["rss_mb"][1],
+        "final_loss": raw["losses"][-1],
+        **{k: raw[k] for k in ("callback_seconds_per_epoch", "validation_seconds", "iwae_seconds") if k in raw},
+    }
+
+
+def time_generate(backend, model_path, folder):
+    command = [sys.executable, ROOT / "scripts" / "generate.py", model_path, "--num", "64",
+               "--output", Path(folder) / f"{backend}.png"]
+    env = dict(os.environ, KERAS_BACKEND=backend)
+    start = time.perf_counter()
+    subprocess.run(command, env=env, capture_output=True, check=True, cwd=ROOT)
+    return time.perf_counter() - start
+
+
+def main():
+    args = parse_args()
+    sys.path.insert(0, str(ROOT))
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    from keras_vae import VAE, data, files
+
+    backends = [b.strip() for b in args.backends.split(",") if b.strip()]
+    dataset = data.load_dataset("mnist", num_train=args.num_train)
+    num_train = len(dataset.x_train)
+    with tempfile.TemporaryDirectory() as folder:
+        arrays = Path(folder) / "mnist.npz"
+        np_save(arrays, dataset)
+        results = []
+        raw = run_json([sys.executable, HERE / "torch_loop.py", Path(folder) / "x_train.npy",
+                        "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)])
+        results.append(summarize(BASELINE, raw, num_train))
+        print(f"benchmark: {BASELINE}: {results[-1]['seconds_per_epoch']:.2f} s/epoch", flush=True)
+        model_path = Path(folder) / "model.keras"
+        files.save_model(VAE(), model_path)
+        for backend in backends:
+            command = [sys.executable, HERE / "keras_worker.py", arrays,
+                       "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                       "--jit-compile", args.jit_compile,
+                       "--steps-per-execution", str(args.steps_per_execution),
+                       "--iwae-images", str(args.iwae_images),
+                       "--callback-dir", Path(folder) / f"callbacks-{backend}"]
+            results.append(summarize(backend, run_json(command, backend), num_train))
+            if not args.skip_generate:
+                results[-1]["generate_seconds"] = time_generate(backend, model_path, folder)
+            print(f"benchmark: {backend}: {results[-1]['seconds_per_epoch']:.2f} s/epoch", flush=True)
+    table = markdown(results, args, num_train)
+    Path(args.output).write_text(table)
+    chart(results, args.chart)
+    print(table)
+
+
+def np_save(path, dataset):
+    import numpy as np
+
+    np.savez(path, x_train=dataset.x_train, x_test=dataset.x_test, y_test=dataset.y_test)
+    np.save(path.parent / "x_train.npy", dataset.x_train)
+
+
+def machine():
+    import keras
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPU cores ({cpu}), Python {platform.python_version()}, Keras {keras.__version__}"
+
+
+def markdown(results, args, num_train):
+    baseline = results[0]["seconds_per_epoch"]
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Made by `python benchmarks/run.py --epochs {args.epochs} --batch-size {args.batch_size} "
+        f"--jit-compile {args.jit_compile} --steps-per-execution {args.steps_per_execution}` "
+        f"on {datetime.date.today()}, on {machine()}. "
+        f"{num_train} training images; seconds per epoch are the median of {args.epochs - 1} "
+        "epochs after a warm-up epoch, training only (no validation).",
+        "",
+        "| engine | s/epoch | × PyTorch loop | images/s | compile s | peak RSS MB | RSS growth MB | callbacks s/epoch | validation s | IWAE k=5000 s per 1000 images | generate.py s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    def cell(result, key, fmt):
+        return format(result[key], fmt) if key in result else "–"
+    for r in results:
+        lines.append(
+            f"| {r['name']} | {r['seconds_per_epoch']:.2f} | {r['seconds_per_epoch'] / baseline:.2f} "
+            f"| {r['images_per_second']:,.0f} | {r['compile_seconds']:.1f} | {r['peak_rss_mb']:.0f} "
+            f"| {r['rss_growth_mb']:+.0f} | {cell(r, 'callback_seconds_per_epoch', '.2f')} "
+            f"| {cell(r, 'validation_seconds', '.2f')} "
+            f"| {format(r['iwae_seconds'] * 1000 / args.iwae_images, '.1f') if 'iwae_seconds' in r else '–'} "
+            f"| {cell(r, 'generate_seconds', '.1f')} |"
+        )
+    lines += ["", "RSS growth is measured from the end of the first timed epoch to the end of the last.", ""]
+    return "\n".join(lines)
+
+
+def chart(results, path):
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(7, 3.5))
+    ax = figure.subplots()
+    names = [r["name"] for r in results]
+    values = [r["seconds_per_epoch"] for r in results]
+    bars = ax.bar(names, values, color=["#888888"] + ["#1f77b4"] * (len(results) - 1))
+    ax.bar_label(bars, fmt="%.2f s")
+    ax.set_ylabel("seconds per epoch (median)")
+    ax.set_title("Training one MNIST epoch: keras_vae backends vs. a plain PyTorch loop")
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+
+
+if __name__ == "__main__":
+    main()
