@@ -194,23 +194,23 @@ class BestModelCheckpoint(EpochWriter):
 
 
 class StopOnNaN(keras.callbacks.Callback):
-    """Stops training at the first batch whose loss is NaN or infinite.
+    """Stops training after the first epoch whose loss is NaN or infinite.
 
-    Like `keras.callbacks.TerminateOnNaN`, and remembers where it stopped in
-    `diverged_epoch` (1-based) so the caller can report it.
+    Like `keras.callbacks.TerminateOnNaN`, but it checks once per epoch: a
+    callback with a per-batch hook makes Keras convert the logs to Python
+    numbers after every step, a device sync that also turns off Keras's
+    asynchronous callback dispatch. A diverged epoch costs at most one epoch
+    of compute, and the `EpochWriter`s write nothing for it. The 1-based
+    epoch is kept in `diverged_epoch` for the caller to report.
     """
 
     def __init__(self):
         super().__init__()
         self.diverged_epoch = None
-        self._epoch = 0
 
-    def on_epoch_begin(self, epoch, logs=None):
-        self._epoch = epoch
-
-    def on_train_batch_end(self, batch, logs=None):
+    def on_epoch_end(self, epoch, logs=None):
         if not finite(logs) and self.diverged_epoch is None:
-            self.diverged_epoch = self._epoch + 1
+            self.diverged_epoch = epoch + 1
             self.model.stop_training = True
 
 

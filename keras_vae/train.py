@@ -35,6 +35,7 @@ from keras_vae.errors import UserError
 from keras_vae.model import VAE
 
 NUM_SAMPLES = 64  # the 8x8 grid written after every epoch
+JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
 
 
 @dataclasses.dataclass
@@ -57,6 +58,10 @@ class TrainConfig:
         manual_dir: folder with the original dataset files, for offline use.
         num_train: use only the first `num_train` training images.
         num_test: use only the first `num_test` test images.
+        jit_compile: `"auto"`, `"true"` or `"false"`: compile the training
+            step with XLA (TensorFlow, JAX) or `torch.compile` (PyTorch).
+        steps_per_execution: training steps run per call into the compiled
+            function (fewer Python round trips).
     """
 
     epochs: int = 10
@@ -72,10 +77,12 @@ class TrainConfig:
     manual_dir: str | None = None
     num_train: int | None = None
     num_test: int | None = None
+    jit_compile: str = "auto"
+    steps_per_execution: int = 1
 
     def __post_init__(self):
         problems = []
-        for name in ("epochs", "batch_size", "latent_dim", "hidden_dim"):
+        for name in ("epochs", "batch_size", "latent_dim", "hidden_dim", "steps_per_execution"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         for name in ("num_train", "num_test"):
@@ -84,6 +91,8 @@ class TrainConfig:
                 problems.append(f"{name} must be > 0, got {value}")
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.jit_compile not in JIT_COMPILE:
+            problems.append(f"jit_compile must be one of {', '.join(JIT_COMPILE)}, got {self.jit_compile!r}")
         if self.final_iw_samples < 0:
             problems.append(f"final_iw_samples must be >= 0, got {self.final_iw_samples}")
         if self.binarize not in data.BINARIZATIONS:
@@ -112,8 +121,8 @@ def check_output_dir(output_dir):
     return output_dir
 
 
-# Settings that may differ when a run is resumed (they say where the data is).
-_RESUMABLE_CHANGES = ("data_dir", "manual_dir")
+# Settings that may differ when a run is resumed: where the data is, and speed.
+_RESUMABLE_CHANGES = ("data_dir", "manual_dir", "jit_compile", "steps_per_execution")
 
 
 def saved_config(output_dir):
@@ -200,6 +209,8 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
             diverged (the files of the last good epoch are kept).
     """
     output_dir = check_can_continue(config, output_dir)
+    if keras.backend.backend() == "torch" and config.steps_per_execution != 1:
+        raise UserError("steps_per_execution must be 1 with the torch backend")
     keras.utils.set_random_seed(config.seed)
     dataset = data.load_dataset(
         config.dataset,
@@ -220,7 +231,11 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         hidden_dim=config.hidden_dim,
         dynamic_binarization=config.binarize == "dynamic",
     )
-    model.compile(optimizer=keras.optimizers.Adam(config.learning_rate))
+    model.compile(
+        optimizer=keras.optimizers.Adam(config.learning_rate),
+        jit_compile=JIT_COMPILE[config.jit_compile],
+        steps_per_execution=config.steps_per_execution,
+    )
     originals = dataset.x_test[one_per_class(dataset.y_test)]
 
     # Resuming: keep what the committed epochs wrote, redo the rest.

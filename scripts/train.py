@@ -39,6 +39,8 @@ def parse_args(argv):
     parser.add_argument("--manual-dir", default=None, help="folder with the original MNIST .gz files, to prepare the data offline")
     parser.add_argument("--num-train", type=int, default=None, help="use only the first N training images (quick runs)")
     parser.add_argument("--num-test", type=int, default=None, help="use only the first N test images (quick runs)")
+    parser.add_argument("--jit-compile", default=defaults.jit_compile, choices=tuple(train.JIT_COMPILE), help="compile the training step (XLA on TensorFlow/JAX, torch.compile on PyTorch); auto: Keras's choice")
+    parser.add_argument("--steps-per-execution", type=int, default=defaults.steps_per_execution, help="training steps per call into the compiled step")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
     cli.add_debug_flag(parser)
     return parser.parse_args(argv)
@@ -66,6 +68,8 @@ def main(argv):
         manual_dir=args.manual_dir,
         num_train=args.num_train,
         num_test=args.num_test,
+        jit_compile=args.jit_compile,
+        steps_per_execution=args.steps_per_execution,
     )
     output_dir = train.check_output_dir(args.output_dir or train.default_output_dir())
     return run(config, output_dir, args.verbose)

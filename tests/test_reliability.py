@@ -252,3 +252,15 @@ def test_output_dir_that_is_a_file(tmp_path):
     target.write_text("keep me")
     one_error_line(run_script("train.py", "--output-dir", target), "not a folder")
     assert target.read_text() == "keep me"
+
+
+@pytest.mark.slow
+def test_speed_flags_are_checked(tmp_path, backend):
+    result = run_script("train.py", "--jit-compile", "maybe")
+    assert result.returncode == 2 and "--jit-compile" in result.stderr
+    if backend == "torch":
+        one_error_line(
+            run_script("train.py", "--steps-per-execution", "4", "--output-dir", tmp_path / "r", *TINY_RUN),
+            "steps_per_execution must be 1 with the torch backend",
+        )
+    one_error_line(run_script("train.py", "--steps-per-execution", "0"), "steps_per_execution must be > 0")
