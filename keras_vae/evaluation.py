@@ -48,15 +48,15 @@ class ImportanceSampler(keras.Model):
 
     def call(self, inputs):
         images, epsilon = inputs
-        samples, latent_dim = epsilon.shape[1], epsilon.shape[2]
+        # The dynamic shape: TensorFlow may trace with the sample count unknown.
+        samples, latent_dim = ops.shape(epsilon)[1], self.vae.latent_dim
         z_mean, z_log_var = self.vae.encoder(images)
         mean, log_var = z_mean[:, None, :], z_log_var[:, None, :]
         z = mean + ops.exp(0.5 * log_var) * epsilon
         logits = self.vae.decoder(ops.reshape(z, (-1, latent_dim)))
-        targets = ops.repeat(images, samples, axis=0)
-        log_px_given_z = -ops.reshape(
-            losses.reconstruction_loss(targets, logits), (-1, samples)
-        )
+        logits = ops.reshape(logits, (-1, samples, *self.vae.image_shape))
+        # images (b, 1, H, W, C) broadcast against logits (b, k, H, W, C).
+        log_px_given_z = -losses.reconstruction_loss(images[:, None], logits)
         log_prior_ratio = losses.standard_normal_log_density(
             z
         ) - losses.gaussian_log_density(z, mean, log_var)
@@ -70,7 +70,7 @@ def _logmeanexp(values, axis):
     return np.log(np.exp(values - peak).mean(axis=axis)) + np.squeeze(peak, axis)
 
 
-def evaluate_likelihood(vae, images, iw_samples=5000, seed=0, max_rows=16384):
+def evaluate_likelihood(vae, images, iw_samples=5000, seed=0, max_rows=16384, verbose=0):
     """Estimates the negative ELBO and log-likelihood of `images` under `vae`.
 
     Works in batches: each forward pass decodes at most `max_rows` latent
@@ -82,6 +82,7 @@ def evaluate_likelihood(vae, images, iw_samples=5000, seed=0, max_rows=16384):
         iw_samples: importance samples k per image (5000 in Burda et al.).
         seed: seed of NumPy's generator for the noise.
         max_rows: latent vectors per forward pass (memory vs. speed).
+        verbose: 1 shows a progress bar over the images.
 
     Returns:
         A dict of floats, each a mean over the images, in nats unless noted:
@@ -97,6 +98,7 @@ def evaluate_likelihood(vae, images, iw_samples=5000, seed=0, max_rows=16384):
     chunk = min(iw_samples, max_rows)
     batch = max(1, max_rows // chunk)
     nll, reconstruction, kl, means = [], [], [], []
+    progress = keras.utils.Progbar(len(images), verbose=verbose, unit_name="image")
     for start in range(0, len(images), batch):
         x = images[start : start + batch]
         log_weights, log_px = [], []
@@ -112,6 +114,7 @@ def evaluate_likelihood(vae, images, iw_samples=5000, seed=0, max_rows=16384):
         reconstruction.append(-np.concatenate(log_px, axis=1).astype("float64").mean(1))
         kl.append(ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var)))
         means.append(z_mean)
+        progress.add(len(x))
     nll, reconstruction, kl = (np.concatenate(v) for v in (nll, reconstruction, kl))
     iw_nll = float(nll.mean())
     return {

@@ -1,7 +1,9 @@
 """The VAE objective, written once in `keras.ops` for every backend.
 
-All quantities are in nats. Per-example functions return one value per image;
-`elbo_losses` averages them over the batch.
+All quantities are in nats. Per-example functions sum over the event axes
+(the three image axes `(height, width, channels)`, or the latent axis) and keep
+every leading axis, so they serve a batch `(batch, ...)` as well as several
+samples per image `(batch, k, ...)`. `elbo_losses` averages over the batch.
 """
 
 import math
@@ -11,9 +13,7 @@ from keras import ops
 LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _sum_over_examples(values):
-    """Sums a tensor over every axis but the first (the batch axis)."""
-    return ops.sum(values, axis=tuple(range(1, len(values.shape))))
+IMAGE_AXES = (-3, -2, -1)  # height, width, channels
 
 
 def reconstruction_loss(images, logits):
@@ -24,15 +24,17 @@ def reconstruction_loss(images, logits):
     grey levels x in [0, 1] as well as binary pixels.
 
     Args:
-        images: tensor of pixel values in [0, 1], shape `(batch, ...)`.
-        logits: decoder logits of the same shape.
+        images: tensor of pixel values in [0, 1], shape `(..., H, W, C)`,
+            broadcastable to `logits` (e.g. `(batch, 1, H, W, C)` against
+            `k` samples of logits per image).
+        logits: decoder logits, shape `(..., H, W, C)`.
 
     Returns:
-        A tensor of shape `(batch,)`.
+        A tensor of the leading shape `(...)`, e.g. `(batch,)`.
     """
     logits = ops.convert_to_tensor(logits)
     images = ops.cast(images, logits.dtype)
-    return _sum_over_examples(ops.softplus(logits) - images * logits)
+    return ops.sum(ops.softplus(logits) - images * logits, axis=IMAGE_AXES)
 
 
 def kl_divergence(z_mean, z_log_var):
@@ -41,16 +43,16 @@ def kl_divergence(z_mean, z_log_var):
     KL = -1/2 * sum_j (1 + log_var_j - mean_j^2 - exp(log_var_j)).
 
     Args:
-        z_mean: posterior means, shape `(batch, latent_dim)`.
+        z_mean: posterior means, shape `(..., latent_dim)`.
         z_log_var: posterior log-variances, same shape.
 
     Returns:
-        A tensor of shape `(batch,)`.
+        A tensor of shape `(...)`, e.g. `(batch,)`.
     """
     z_mean = ops.convert_to_tensor(z_mean)
     z_log_var = ops.convert_to_tensor(z_log_var)
-    return -0.5 * _sum_over_examples(
-        1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var)
+    return -0.5 * ops.sum(
+        1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1
     )
 
 

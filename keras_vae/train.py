@@ -36,6 +36,16 @@ from keras_vae.model import VAE
 
 NUM_SAMPLES = 64  # the 8x8 grid written after every epoch
 JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
+LR_SCHEDULES = ("constant", "cosine")
+
+
+def learning_rate(config, steps_per_epoch):
+    """Adam's learning rate: a number, or a schedule over all training steps."""
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01
+        )
+    return config.learning_rate
 
 
 @dataclasses.dataclass
@@ -47,7 +57,9 @@ class TrainConfig:
         batch_size: images per gradient step.
         latent_dim: size of z.
         hidden_dim: units of the hidden layers.
-        learning_rate: Adam's learning rate.
+        learning_rate: Adam's (initial) learning rate.
+        lr_schedule: `"constant"`, or `"cosine"`: decay the learning rate
+            along a cosine from `learning_rate` to 1% of it over the run.
         seed: seeds Keras, the backend and NumPy; same seed and backend give
             the same numbers.
         dataset: TFDS dataset name (`data.DATASETS`).
@@ -69,6 +81,7 @@ class TrainConfig:
     latent_dim: int = 20
     hidden_dim: int = 512
     learning_rate: float = 1e-3
+    lr_schedule: str = "constant"
     seed: int = 0
     dataset: str = "mnist"
     binarize: str = "none"
@@ -91,6 +104,8 @@ class TrainConfig:
                 problems.append(f"{name} must be > 0, got {value}")
         if not self.learning_rate > 0:
             problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
         if self.jit_compile not in JIT_COMPILE:
             problems.append(f"jit_compile must be one of {', '.join(JIT_COMPILE)}, got {self.jit_compile!r}")
         if self.final_iw_samples < 0:
@@ -231,8 +246,9 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         hidden_dim=config.hidden_dim,
         dynamic_binarization=config.binarize == "dynamic",
     )
+    steps_per_epoch = math.ceil(len(dataset.x_train) / config.batch_size)
     model.compile(
-        optimizer=keras.optimizers.Adam(config.learning_rate),
+        optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
         jit_compile=JIT_COMPILE[config.jit_compile],
         steps_per_execution=config.steps_per_execution,
     )

@@ -31,6 +31,7 @@ def parse_args(argv):
     parser.add_argument("--iw-samples", type=int, default=5000, help="importance samples k per image (5000: Burda et al.)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
     parser.add_argument("--output", default=None, help="also write the results to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--max-rows", type=int, default=16384, help="latent vectors decoded per forward pass (memory vs. speed)")
     cli.add_debug_flag(parser)
     return parser.parse_args(argv)
@@ -46,7 +47,8 @@ def main(argv):
     )
     start = time.perf_counter()
     results = evaluation.evaluate_likelihood(
-        model, images, iw_samples=args.iw_samples, seed=args.seed, max_rows=args.max_rows
+        model, images, iw_samples=args.iw_samples, seed=args.seed,
+        max_rows=args.max_rows, verbose=0 if args.quiet else 1,
     )
     results.update(
         model=str(args.model),

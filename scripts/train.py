@@ -29,6 +29,7 @@ def parse_args(argv):
     parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim, help="size of the latent vector z")
     parser.add_argument("--hidden-dim", type=int, default=defaults.hidden_dim, help="units of the hidden layers")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate")
+    parser.add_argument("--lr-schedule", default=defaults.lr_schedule, choices=train.LR_SCHEDULES, help="constant, or cosine decay to 1%% of the learning rate over the run")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (same seed and backend, same numbers)")
     parser.add_argument("--dataset", default=defaults.dataset, help="mnist, fashion_mnist or binarized_mnist (through TFDS)")
     parser.add_argument("--binarize", default=defaults.binarize, help="none (grey levels), dynamic (fresh Bernoulli sample every step; the likelihood protocol) or static (one fixed sample)")
@@ -60,6 +61,7 @@ def main(argv):
         latent_dim=args.latent_dim,
         hidden_dim=args.hidden_dim,
         learning_rate=args.learning_rate,
+        lr_schedule=args.lr_schedule,
         seed=args.seed,
         dataset=args.dataset,
         binarize=args.binarize,

@@ -1,0 +1,30 @@
+"""TrainConfig: validation of every setting, and the learning-rate schedule."""
+
+import keras
+import pytest
+
+from keras_vae import UserError
+from keras_vae.train import TrainConfig, learning_rate
+
+
+def test_defaults_are_the_original_design():
+    config = TrainConfig()
+    assert (config.epochs, config.batch_size, config.latent_dim, config.hidden_dim) == (10, 128, 20, 512)
+    assert config.learning_rate == 1e-3 and config.binarize == "none"
+    assert learning_rate(config, steps_per_epoch=469) == 1e-3
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(UserError) as error:
+        TrainConfig(epochs=0, hidden_dim=-1, binarize="sometimes", lr_schedule="step")
+    message = str(error.value)
+    for fragment in ("epochs must be > 0", "hidden_dim must be > 0", "unknown binarization", "lr_schedule must be one of"):
+        assert fragment in message
+
+
+def test_cosine_schedule_decays_to_one_percent():
+    schedule = learning_rate(TrainConfig(lr_schedule="cosine", epochs=2), steps_per_epoch=10)
+    values = [float(keras.ops.convert_to_numpy(schedule(step))) for step in (0, 10, 20)]
+    assert values[0] == pytest.approx(1e-3)
+    assert values[1] == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5), rel=1e-4)
+    assert values[2] == pytest.approx(1e-5, rel=1e-3)
