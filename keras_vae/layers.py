@@ -1,21 +1,55 @@
-"""The reparameterization trick as a layer."""
+"""Layers that draw random numbers: reparameterized sampling, binarization."""
 
 import keras
 from keras import ops
 
 
+class SeededLayer(keras.layers.Layer):
+    """A layer owning a `keras.random.SeedGenerator` whose state is saved.
+
+    Keras saves a layer's variables but not the state of its seed
+    generators, so a model reloaded from a file or a checkpoint would replay
+    the noise stream from the start. This base class saves the generator's
+    state with the layer's (otherwise empty) variables and restores it, on
+    any backend.
+
+    Args:
+        seed: optional int seeding the generator. When `None`, the seed comes
+            from Keras's global seed (`keras.utils.set_random_seed`).
+        **kwargs: standard `keras.layers.Layer` arguments.
+    """
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def save_own_variables(self, store):
+        store["seed_state"] = self.seed_generator.state
+
+    def load_own_variables(self, store):
+        if "seed_state" in store:  # absent from files of older versions
+            state = self.seed_generator.state
+            state.assign(ops.cast(store["seed_state"], state.dtype))
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"seed": self.seed})
+        return config
+
+
 @keras.saving.register_keras_serializable(package="keras_vae")
-class Sampling(keras.layers.Layer):
+class Sampling(SeededLayer):
     """Draws z ~ N(mean, exp(log_var)) as z = mean + exp(log_var / 2) * eps.
 
     The noise eps ~ N(0, I) comes from `keras.random.normal` with a
     `keras.random.SeedGenerator` owned by the layer. The generator's state is
     a variable, so the layer draws fresh noise at every step inside compiled
-    (jit) training steps on every backend, and `stateless_call` threads it.
+    (jit) training steps on every backend, and `stateless_call` threads it;
+    it is saved with the model (see `SeededLayer`).
 
     Args:
-        seed: optional int seeding the layer's generator. When `None`, the
-            seed comes from Keras's global seed (`keras.utils.set_random_seed`).
+        seed: optional int seeding the layer's generator.
         **kwargs: standard `keras.layers.Layer` arguments.
 
     Call arguments:
@@ -24,11 +58,6 @@ class Sampling(keras.layers.Layer):
     Returns:
         A tensor of that shape: one sample of z per row.
     """
-
-    def __init__(self, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
 
     def call(self, inputs):
         mean, log_var = inputs
@@ -40,14 +69,9 @@ class Sampling(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return input_shape[0]
 
-    def get_config(self):
-        config = super().get_config()
-        config.update({"seed": self.seed})
-        return config
-
 
 @keras.saving.register_keras_serializable(package="keras_vae")
-class DynamicBinarization(keras.layers.Layer):
+class DynamicBinarization(SeededLayer):
     """Replaces grey levels by a fresh Bernoulli sample during training.
 
     Each pixel value p in [0, 1] becomes 1 with probability p, a new draw
@@ -59,11 +83,6 @@ class DynamicBinarization(keras.layers.Layer):
         **kwargs: standard `keras.layers.Layer` arguments.
     """
 
-    def __init__(self, seed=None, **kwargs):
-        super().__init__(**kwargs)
-        self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
-
     def call(self, images, training=False):
         if not training:
             return images
@@ -71,8 +90,3 @@ class DynamicBinarization(keras.layers.Layer):
             ops.shape(images), dtype=images.dtype, seed=self.seed_generator
         )
         return ops.cast(noise < images, images.dtype)
-
-    def get_config(self):
-        config = super().get_config()
-        config.update({"seed": self.seed})
-        return config

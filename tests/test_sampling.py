@@ -55,3 +55,26 @@ def test_noise_state_advances_inside_compiled_fit():
     _, after_three = _seed_state_after_fit(steps=3)
     assert not np.array_equal(before, after_one)
     assert not np.array_equal(after_one, after_three)
+
+
+def test_seed_state_is_saved_with_the_model(tmp_path):
+    # Keras does not save seed generators; SeededLayer does, so a resumed or
+    # reloaded model continues the noise stream instead of replaying it.
+    from keras_vae import files
+
+    model = VAE(latent_dim=2, hidden_dim=4, seed=1, dynamic_binarization=True)
+    zeros = np.zeros((1, 2), dtype="float32")
+    for _ in range(3):
+        model.sampling([zeros, zeros])
+    model.binarization(np.full((1, 28, 28, 1), 0.5, dtype="float32"), training=True)
+    files.save_model(model, tmp_path / "m.keras")
+    loaded = files.load_model(tmp_path / "m.keras")
+    for layer in ("sampling", "binarization"):
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(getattr(loaded, layer).seed_generator.state.value),
+            keras.ops.convert_to_numpy(getattr(model, layer).seed_generator.state.value),
+        )
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(loaded.sampling([zeros, zeros])),
+        keras.ops.convert_to_numpy(model.sampling([zeros, zeros])),
+    )
