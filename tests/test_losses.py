@@ -47,8 +47,8 @@ def test_reconstruction_is_binary_cross_entropy_summed_over_pixels():
 
 
 def test_reconstruction_is_stable_for_extreme_logits():
-    logits = np.array([[-200.0, 200.0, 0.0]], dtype="float32")
-    images = np.array([[0.0, 1.0, 1.0]], dtype="float32")
+    logits = np.array([-200.0, 200.0, 0.0], dtype="float32").reshape(1, 1, 3, 1)
+    images = np.array([0.0, 1.0, 1.0], dtype="float32").reshape(1, 1, 3, 1)
     value = to_numpy(reconstruction_loss(images, logits))
     np.testing.assert_allclose(value, [np.log(2.0)], rtol=1e-5)
 
@@ -67,3 +67,16 @@ def test_elbo_loss_is_sum_of_batch_means():
     assert losses["reconstruction_loss"] == pytest.approx(recon, rel=1e-6)
     assert losses["kl_loss"] == pytest.approx(kl, rel=1e-6)
     assert losses["loss"] == pytest.approx(recon + kl, rel=1e-6)
+
+
+def test_per_example_functions_keep_leading_axes():
+    # (batch, k, ...) inputs, as in importance sampling: one value per sample.
+    rng = np.random.default_rng(3)
+    logits = rng.normal(size=(2, 5, 28, 28, 1)).astype("float32")
+    images = rng.random((2, 1, 28, 28, 1)).astype("float32")
+    values = to_numpy(reconstruction_loss(images, logits))
+    assert values.shape == (2, 5)
+    np.testing.assert_allclose(
+        values[1, 3], to_numpy(reconstruction_loss(images[1], logits[1, 3:4]))[0], rtol=1e-6
+    )
+    assert to_numpy(kl_divergence(logits[..., 0, 0, 0], logits[..., 1, 0, 0])).shape == (2,)
