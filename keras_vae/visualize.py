@@ -61,7 +61,7 @@ def latent_scatter(model, images, labels, path):
     z_mean, _ = model.encode(images)
     center, axes, _, label = latent_axes(z_mean)
     points = (z_mean - center) @ axes.T if z_mean.shape[1] > 2 else z_mean
-    figure = Figure(figsize=(7, 6))
+    figure = Figure(figsize=(7, 6), layout="constrained")
     ax = figure.subplots()
     if (labels >= 0).any():
         artist = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5, vmax=9.5)
@@ -92,7 +92,7 @@ def latent_manifold(model, images, path, count=15):
             rows.append(center + q0 * scales[0] * axes[0] + q1 * scales[1] * axes[1])
     decoded = model.decode(np.array(rows, dtype="float32"))
     grid = grids.tile(decoded, count, count, pad=0)
-    figure = Figure(figsize=(8, 8))
+    figure = Figure(figsize=(8, 8), layout="constrained")
     ax = figure.subplots()
     size = decoded.shape[1]
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
@@ -120,7 +120,7 @@ def interpolation(model, images, path, pairs=8, steps=10, seed=0):
     originals = images[chosen]  # (pairs, 2, ...)
     rows = np.concatenate([originals[:, :1], decoded, originals[:, 1:]], axis=1)
     grid = grids.tile(rows.reshape(-1, *rows.shape[2:]), pairs, steps + 2)
-    figure = Figure(figsize=(10, 0.9 * pairs + 0.8))
+    figure = Figure(figsize=(10, 0.9 * pairs + 0.8), layout="constrained")
     ax = figure.subplots()
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
@@ -132,7 +132,7 @@ def reconstructions(model, images, path, count=10):
     """The first `count` images above their reconstructions."""
     originals = images[:count]
     grid = grids.tile(np.concatenate([originals, model.reconstruct(originals)]), 2, count)
-    figure = Figure(figsize=(10, 2.6))
+    figure = Figure(figsize=(10, 2.6), layout="constrained")
     ax = figure.subplots()
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
@@ -146,20 +146,25 @@ def training_curves(history_csv, path):
     if not rows:
         raise ValueError(f"{history_csv} holds no epochs")
     epochs = [row["epoch"] for row in rows]
-    figure = Figure(figsize=(13, 3.8))
+    figure = Figure(figsize=(13, 3.8), layout="constrained")
     for ax, (key, title) in zip(
         figure.subplots(1, 3),
         [("loss", "Loss (negative ELBO)"), ("reconstruction_loss", "Reconstruction"), ("kl_loss", "KL divergence")],
     ):
+        shown = []
         for prefix, name in (("", "train"), ("val_", "validation")):
             values = [row.get(prefix + key, np.nan) for row in rows]
             ax.plot(epochs, values, label=name, marker="." if len(rows) < 30 else None)
+            shown += values[len(values) // 20 :]  # long runs: skip the first 5%
+        if len(rows) > 10 and np.isfinite(shown).any():
+            low, high = np.nanmin(shown), np.nanmax(shown)
+            ax.set_ylim(low - 0.05 * (high - low), high + 0.05 * (high - low))
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.set_ylabel("nats per image")
         ax.grid(alpha=0.3)
         ax.legend()
-    figure.suptitle("Training curves", y=1.03)
+    figure.suptitle("Training curves")
     return _save(figure, path)
 
 
