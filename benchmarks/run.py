@@ -46,7 +46,7 @@ def parse_args():
     parser.add_argument("--epochs", type=int, default=4, help="epochs per backend, the first one a warm-up")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"))
-    parser.add_argument("--steps-per-execution", type=int, default=1)
+    parser.add_argument("--steps-per-execution", type=int, default=1, help="tensorflow and jax only; torch needs 1")
     parser.add_argument("--num-train", type=int, default=None, help="training images (default: all 60 000)")
     parser.add_argument("--iwae-images", type=int, default=1000, help="test images for the IWAE timing (0: skip)")
     parser.add_argument("--skip-generate", action="store_true", help="do not time generate.py")
@@ -112,10 +112,11 @@ def main():
         model_path = Path(folder) / "model.keras"
         files.save_model(VAE(), model_path)
         for backend in backends:
+            spe = 1 if backend == "torch" else args.steps_per_execution
             command = [sys.executable, HERE / "keras_worker.py", arrays,
                        "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
                        "--jit-compile", args.jit_compile,
-                       "--steps-per-execution", str(args.steps_per_execution),
+                       "--steps-per-execution", str(spe),
                        "--iwae-images", str(args.iwae_images),
                        "--callback-dir", Path(folder) / f"callbacks-{backend}"]
             results.append(summarize(backend, run_json(command, backend), num_train))
@@ -174,7 +175,7 @@ def markdown(results, args, num_train):
             f"| {format(r['iwae_seconds'] * 1000 / args.iwae_images, '.1f') if 'iwae_seconds' in r else '–'} "
             f"| {cell(r, 'generate_seconds', '.1f')} |"
         )
-    lines += ["", "RSS growth is measured from the end of the first timed epoch to the end of the last.", ""]
+    lines += ["", "RSS growth is measured from the end of the first timed epoch to the end of the last. Compile s is the warm-up epoch minus the median epoch; it is negative when the run's noise exceeds the compile time.", ""]
     return "\n".join(lines)
 
 

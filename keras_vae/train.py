@@ -73,7 +73,7 @@ class TrainConfig:
         jit_compile: `"auto"`, `"true"` or `"false"`: compile the training
             step with XLA (TensorFlow, JAX) or `torch.compile` (PyTorch).
         steps_per_execution: training steps run per call into the compiled
-            function (fewer Python round trips).
+            function (fewer Python round trips; must be 1 on torch).
     """
 
     epochs: int = 10
@@ -95,9 +95,11 @@ class TrainConfig:
 
     def __post_init__(self):
         problems = []
-        for name in ("epochs", "batch_size", "latent_dim", "hidden_dim", "steps_per_execution"):
+        for name in ("epochs", "batch_size", "latent_dim", "hidden_dim"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.steps_per_execution <= 0:
+            problems.append(f"steps_per_execution must be > 0, got {self.steps_per_execution}")
         for name in ("num_train", "num_test"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -238,7 +240,10 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
     output_dir.mkdir(parents=True, exist_ok=True)
     files.write_json(
         output_dir / "config.json",
-        {"config": dataclasses.asdict(config), **environment()},
+        {
+            "config": dataclasses.asdict(config),
+            **environment(),
+        },
     )
 
     model = VAE(

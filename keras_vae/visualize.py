@@ -103,7 +103,10 @@ def latent_manifold(model, images, path, count=15):
     unit = "" if z_mean.shape[1] == 2 else " (data std units)"
     ax.set_xlabel(f"{axis_names[0]}: Gaussian quantile{unit}")
     ax.set_ylabel(f"{axis_names[1]}: Gaussian quantile{unit}")
-    ax.set_title(f"Decoded latent grid over {label}")
+    if z_mean.shape[1] == 2:
+        ax.set_title("Decoded grid over z[0], z[1] at quantiles of the prior N(0, 1)")
+    else:
+        ax.set_title(f"Decoded grid over the {label}, at Gaussian quantiles of their spread")
     return _save(figure, path)
 
 

@@ -41,7 +41,7 @@ def parse_args(argv):
     parser.add_argument("--num-train", type=int, default=None, help="use only the first N training images (quick runs)")
     parser.add_argument("--num-test", type=int, default=None, help="use only the first N test images (quick runs)")
     parser.add_argument("--jit-compile", default=defaults.jit_compile, choices=tuple(train.JIT_COMPILE), help="compile the training step (XLA on TensorFlow/JAX, torch.compile on PyTorch); auto: Keras's choice")
-    parser.add_argument("--steps-per-execution", type=int, default=defaults.steps_per_execution, help="training steps per call into the compiled step")
+    parser.add_argument("--steps-per-execution", type=int, default=defaults.steps_per_execution, help="training steps per call into the compiled step (tensorflow and jax; torch needs 1)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=1, help="Keras progress: 0 silent, 1 bar, 2 one line per epoch")
     cli.add_debug_flag(parser)
     return parser.parse_args(argv)
