@@ -41,14 +41,15 @@ def latent_axes(z_means):
         z_means: array `(n, latent_dim)` of posterior means.
 
     Returns:
-        A tuple `(center, axes, scales, label)`: the mean of `z_means`, two
-        unit vectors `(2, latent_dim)`, the standard deviation of the data
-        along each, and a label for titles.
+        A tuple `(center, axes, scales, label)`: the mean of `z_means`, unit
+        vectors `(n_axes, latent_dim)` (two, or one when latent_dim = 1), the
+        standard deviation of the data along each, and a label for titles.
     """
     z_means = np.asarray(z_means, dtype="float64")
     center = z_means.mean(0)
-    if z_means.shape[1] == 2:
-        axes, label = np.eye(2), "the two latent dims of E[z|x]"
+    if z_means.shape[1] <= 2:
+        dims = "the latent dim" if z_means.shape[1] == 1 else "the two latent dims"
+        axes, label = np.eye(z_means.shape[1]), f"{dims} of E[z|x]"
     else:
         _, _, vt = np.linalg.svd(z_means - center, full_matrices=False)
         axes, label = vt[:2], "first two principal components of E[z|x]"
@@ -61,6 +62,9 @@ def latent_scatter(model, images, labels, path):
     z_mean, _ = model.encode(images)
     center, axes, _, label = latent_axes(z_mean)
     points = (z_mean - center) @ axes.T if z_mean.shape[1] > 2 else z_mean
+    if points.shape[1] == 1:  # one latent dim: spread the points by label
+        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(points))
+        points = np.stack([points[:, 0], np.maximum(labels, 0) + jitter], axis=1)
     figure = Figure(figsize=(7, 6), layout="constrained")
     ax = figure.subplots()
     if (labels >= 0).any():
@@ -68,7 +72,7 @@ def latent_scatter(model, images, labels, path):
         figure.colorbar(artist, ax=ax, ticks=range(10), label="digit")
     else:
         ax.scatter(points[:, 0], points[:, 1], s=2)
-    names = ("z[0]", "z[1]") if z_mean.shape[1] == 2 else ("PC 1", "PC 2")
+    names = {1: ("z[0]", "digit (jittered)"), 2: ("z[0]", "z[1]")}.get(z_mean.shape[1], ("PC 1", "PC 2"))
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     ax.set_title(f"Test set in latent space: {label} (latent_dim={z_mean.shape[1]})")
@@ -83,27 +87,36 @@ def latent_manifold(model, images, path, count=15):
     """Decoded images on a `count` x `count` grid of Gaussian quantiles."""
     z_mean, _ = model.encode(images)
     center, axes, scales, label = latent_axes(z_mean)
-    if z_mean.shape[1] == 2:  # the prior's own quantiles
-        center, scales = np.zeros(2), np.ones(2)
+    if z_mean.shape[1] <= 2:  # the prior's own quantiles
+        center, scales = np.zeros(len(axes)), np.ones(len(axes))
     quantiles = _normal_quantiles(count)
+    second = quantiles[::-1] if len(axes) == 2 else [0.0]  # top row: high values
     rows = []
-    for q1 in quantiles[::-1]:  # top row: high values of the second axis
+    for q1 in second:
         for q0 in quantiles:
-            rows.append(center + q0 * scales[0] * axes[0] + q1 * scales[1] * axes[1])
+            point = center + q0 * scales[0] * axes[0]
+            if len(axes) == 2:
+                point = point + q1 * scales[1] * axes[1]
+            rows.append(point)
     decoded = model.decode(np.array(rows, dtype="float32"))
-    grid = grids.tile(decoded, count, count, pad=0)
-    figure = Figure(figsize=(8, 8), layout="constrained")
+    grid = grids.tile(decoded, len(second), count, pad=0)
+    figure = Figure(figsize=(8, 8 if len(axes) == 2 else 1.6), layout="constrained")
     ax = figure.subplots()
     size = decoded.shape[1]
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
     ticks = np.arange(count) * size + size / 2
     ax.set_xticks(ticks, [f"{q:.1f}" for q in quantiles], fontsize=7)
-    ax.set_yticks(ticks, [f"{q:.1f}" for q in quantiles[::-1]], fontsize=7)
-    axis_names = ("z[0]", "z[1]") if z_mean.shape[1] == 2 else ("PC 1", "PC 2")
-    unit = "" if z_mean.shape[1] == 2 else " (data std units)"
+    axis_names = ("z[0]", "z[1]") if z_mean.shape[1] <= 2 else ("PC 1", "PC 2")
+    unit = "" if z_mean.shape[1] <= 2 else " (data std units)"
     ax.set_xlabel(f"{axis_names[0]}: Gaussian quantile{unit}")
-    ax.set_ylabel(f"{axis_names[1]}: Gaussian quantile{unit}")
-    if z_mean.shape[1] == 2:
+    if len(axes) == 2:
+        ax.set_yticks(ticks, [f"{q:.1f}" for q in second], fontsize=7)
+        ax.set_ylabel(f"{axis_names[1]}: Gaussian quantile{unit}")
+    else:
+        ax.set_yticks([])
+    if z_mean.shape[1] == 1:
+        ax.set_title("Decoded z[0] at quantiles of the prior N(0, 1)")
+    elif z_mean.shape[1] == 2:
         ax.set_title("Decoded grid over z[0], z[1] at quantiles of the prior N(0, 1)")
     else:
         ax.set_title(f"Decoded grid over the {label}, at Gaussian quantiles of their spread")

@@ -154,6 +154,9 @@ def test_latent_axes_are_the_dims_in_two_dimensions():
     _, axes, _, label = visualize.latent_axes(rng.normal(size=(100, 2)))
     np.testing.assert_array_equal(axes, np.eye(2))
     assert "two latent dims" in label
+    _, axes, _, label = visualize.latent_axes(rng.normal(size=(100, 1)))
+    np.testing.assert_array_equal(axes, np.eye(1))
+    assert "the latent dim" in label
     _, axes, _, label = visualize.latent_axes(rng.normal(size=(100, 5)) * [5, 1, 1, 1, 1])
     assert "principal components" in label
     assert abs(axes[0, 0]) > 0.9  # the direction of largest variance
