@@ -34,11 +34,6 @@ def epoch_filename(epoch):
     return f"epoch_{epoch + 1:03d}.png"
 
 
-def epoch_filename(epoch):
-    """`epoch_001.png` for Keras's 0-based epoch 0."""
-    return f"epoch_{epoch + 1:03d}.png"
-
-
 def finite(logs):
     """Whether the epoch's logged loss is a finite number."""
     loss = (logs or {}).get("loss")

@@ -230,10 +230,9 @@ def load_dataset(
         DataUnavailableError: the data is absent and cannot be obtained.
         ValueError: an unknown `name` or `binarization`.
     """
-    x_train, y_train = load_split(
-        name, "train", data_dir, manual_dir, num_train, binarization
-    )
-    x_test, y_test = load_split(name, "test", data_dir, manual_dir, num_test, binarization)
+    builder = _prepared_builder(name, data_dir, manual_dir, binarization)
+    x_train, y_train = _load_binarized(builder, "train", num_train, binarization)
+    x_test, y_test = _load_binarized(builder, "test", num_test, binarization)
     return Dataset(x_train, y_train, x_test, y_test)
 
 
@@ -257,13 +256,23 @@ def load_split(
     Returns:
         A pair `(images, labels)` of NumPy arrays.
     """
+    builder = _prepared_builder(name, data_dir, manual_dir, binarization)
+    return _load_binarized(builder, split, limit, binarization)
+
+
+def _prepared_builder(name, data_dir, manual_dir, binarization):
+    """Checks the arguments and returns the prepared TFDS builder."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     if binarization not in BINARIZATIONS:
         raise ValueError(
             f"unknown binarization {binarization!r}; choose from {', '.join(BINARIZATIONS)}"
         )
-    builder = ensure_prepared(name, data_dir=data_dir, manual_dir=manual_dir)
+    return ensure_prepared(name, data_dir=data_dir, manual_dir=manual_dir)
+
+
+def _load_binarized(builder, split, limit, binarization):
+    """One split in memory, binarized as the module docstring says."""
     images, labels = _load_split(builder, split, limit)
     if split == "test" and binarization != "none":
         images = binarize(images, TEST_BINARIZATION_SEED)
