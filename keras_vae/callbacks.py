@@ -21,9 +21,11 @@ from keras_vae import files, images
 _HISTORY_COLUMNS = (
     "epoch",
     "loss",
+    "neg_elbo",
     "reconstruction_loss",
     "kl_loss",
     "val_loss",
+    "val_neg_elbo",
     "val_reconstruction_loss",
     "val_kl_loss",
 )
@@ -61,18 +63,20 @@ class SampleGrid(EpochWriter):
             `VAE.sample_prior`.
         directory: folder for `epoch_001.png`, `epoch_002.png`, ...
         rows, cols: grid shape (default near-square).
+        labels: the label of each z, for a conditional VAE.
     """
 
-    def __init__(self, z, directory, rows=None, cols=None):
+    def __init__(self, z, directory, rows=None, cols=None, labels=None):
         super().__init__()
         self.z = np.asarray(z, dtype="float32")
         self.directory = Path(directory)
         self.rows, self.cols = rows, cols
+        self.labels = labels
 
     def write(self, epoch, logs):
         images.save_grid(
             self.directory / epoch_filename(epoch),
-            self.model.decode(self.z),
+            self.model.decode(self.z, self.labels),
             self.rows,
             self.cols,
         )
@@ -85,15 +89,17 @@ class ReconstructionGrid(EpochWriter):
         originals: array `(n, 28, 28, 1)` of images, e.g. one test image per
             digit.
         directory: folder for `epoch_001.png`, ...
+        labels: their labels, for a conditional VAE.
     """
 
-    def __init__(self, originals, directory):
+    def __init__(self, originals, directory, labels=None):
         super().__init__()
         self.originals = np.asarray(originals, dtype="float32")
         self.directory = Path(directory)
+        self.labels = labels
 
     def write(self, epoch, logs):
-        reconstructions = self.model.reconstruct(self.originals)
+        reconstructions = self.model.reconstruct(self.originals, self.labels)
         images.save_grid(
             self.directory / epoch_filename(epoch),
             np.concatenate([self.originals, reconstructions]),

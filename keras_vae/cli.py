@@ -58,6 +58,17 @@ def parse_grid(text):
     return rows, cols
 
 
+def parse_int_list(text):
+    """Parses `N,N,...` (e.g. `32,64`) of positive ints for `argparse`."""
+    try:
+        values = tuple(int(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers like 32,64, got {text!r}")
+    if any(v <= 0 for v in values):
+        raise argparse.ArgumentTypeError(f"numbers must be > 0, got {text!r}")
+    return values
+
+
 def announce_backend(prog):
     """Prints the backend and devices in use, e.g. at the start of training."""
     devices = ", ".join(list_devices())

@@ -54,6 +54,7 @@ MANUAL_FILES = {
     ),
 }
 DATASETS = tuple(MANUAL_FILES)
+NUM_CLASSES = 10  # digits, or Fashion-MNIST's classes
 BINARIZATIONS = ("none", "dynamic", "static")
 TEST_BINARIZATION_SEED = 0
 TRAIN_BINARIZATION_SEED = 1

@@ -34,8 +34,9 @@ class ImportanceSampler(keras.Model):
     """Log-weights of importance samples from q(z|x), for a batch of images.
 
     Call arguments:
-        inputs: a pair `(images, epsilon)`: images `(b, H, W, C)` and standard
-            normal noise `(b, k, latent_dim)`.
+        inputs: a tuple `(images, epsilon)`, or `(images, epsilon, one_hot)`
+            for a conditional VAE: images `(b, H, W, C)`, standard normal
+            noise `(b, k, latent_dim)` and one-hot labels `(b, classes)`.
 
     Returns:
         A tuple of `log p(x|z_i)` `(b, k)`, `log p(z_i) - log q(z_i|x)`
@@ -47,19 +48,14 @@ class ImportanceSampler(keras.Model):
         self.vae = vae
 
     def call(self, inputs):
-        images, epsilon = inputs
-        # The dynamic shape: TensorFlow may trace with the sample count unknown.
-        samples, latent_dim = ops.shape(epsilon)[1], self.vae.latent_dim
-        z_mean, z_log_var = self.vae.encoder(images)
-        mean, log_var = z_mean[:, None, :], z_log_var[:, None, :]
-        z = mean + ops.exp(0.5 * log_var) * epsilon
-        logits = self.vae.decoder(ops.reshape(z, (-1, latent_dim)))
-        logits = ops.reshape(logits, (-1, samples, *self.vae.image_shape))
-        # images (b, 1, H, W, C) broadcast against logits (b, k, H, W, C).
-        log_px_given_z = -losses.reconstruction_loss(images[:, None], logits)
-        log_prior_ratio = losses.standard_normal_log_density(
-            z
-        ) - losses.gaussian_log_density(z, mean, log_var)
+        images, epsilon, *condition = inputs
+        condition = condition[0] if condition else None
+        z_mean, z_log_var = self.vae.encode_tensors(images, condition)
+        z = z_mean[:, None, :] + ops.exp(0.5 * z_log_var[:, None, :]) * epsilon
+        logits = self.vae.decode_samples(z, condition)
+        log_px_given_z, log_prior_ratio = losses.importance_log_terms(
+            images, logits, z, z_mean, z_log_var
+        )
         return log_px_given_z, log_prior_ratio, z_mean, z_log_var
 
 
@@ -70,7 +66,9 @@ def _logmeanexp(values, axis):
     return np.log(np.exp(values - peak).mean(axis=axis)) + np.squeeze(peak, axis)
 
 
-def evaluate_likelihood(vae, images, iw_samples=5000, seed=0, max_rows=16384, verbose=0):
+def evaluate_likelihood(
+    vae, images, labels=None, iw_samples=5000, seed=0, max_rows=16384, verbose=0
+):
     """Estimates the negative ELBO and log-likelihood of `images` under `vae`.
 
     Works in batches: each forward pass decodes at most `max_rows` latent
@@ -79,6 +77,8 @@ def evaluate_likelihood(vae, images, iw_samples=5000, seed=0, max_rows=16384, ve
     Args:
         vae: a trained `VAE`.
         images: array `(n, *vae.image_shape)`, binary pixels for a likelihood.
+        labels: integer labels `(n,)`, for a conditional VAE only (which
+            then estimates the conditional likelihood -log p(x|y)).
         iw_samples: importance samples k per image (5000 in Burda et al.).
         seed: seed of NumPy's generator for the noise.
         max_rows: latent vectors per forward pass (memory vs. speed).
@@ -93,6 +93,7 @@ def evaluate_likelihood(vae, images, iw_samples=5000, seed=0, max_rows=16384, ve
     images = np.asarray(images, dtype="float32")
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
+    condition = vae.one_hot(labels, len(images))
     sampler = ImportanceSampler(vae)
     rng = np.random.default_rng(seed)
     chunk = min(iw_samples, max_rows)
@@ -101,12 +102,13 @@ def evaluate_likelihood(vae, images, iw_samples=5000, seed=0, max_rows=16384, ve
     progress = keras.utils.Progbar(len(images), verbose=verbose, unit_name="image")
     for start in range(0, len(images), batch):
         x = images[start : start + batch]
+        extra = [] if condition is None else [condition[start : start + batch]]
         log_weights, log_px = [], []
         for first in range(0, iw_samples, chunk):
             count = min(chunk, iw_samples - first)
             epsilon = rng.standard_normal((len(x), count, vae.latent_dim), dtype="float32")
             log_px_given_z, log_prior_ratio, z_mean, z_log_var = (
-                ops.convert_to_numpy(t) for t in sampler.predict_on_batch([x, epsilon])
+                ops.convert_to_numpy(t) for t in sampler.predict_on_batch([x, epsilon, *extra])
             )
             log_px.append(log_px_given_z)
             log_weights.append(log_px_given_z.astype("float64") + log_prior_ratio)

@@ -3,7 +3,21 @@
 All quantities are in nats. Per-example functions sum over the event axes
 (the three image axes `(height, width, channels)`, or the latent axis) and keep
 every leading axis, so they serve a batch `(batch, ...)` as well as several
-samples per image `(batch, k, ...)`. `elbo_losses` averages over the batch.
+samples per image `(batch, k, ...)`. `elbo_losses` and `objective` average
+over the batch (and over the samples).
+
+`objective` is what training minimizes: the negative ELBO, or one of its
+variants, each a keyword argument:
+
+- `kl_weight` w multiplies the KL term: w = beta gives the beta-VAE
+  (Higgins et al., 2017), and a w growing from 0 to beta is KL warm-up
+  (Bowman et al., 2016; Sonderby et al., 2016);
+- `free_bits` lambda floors the KL of each latent dimension, averaged over
+  the batch, at lambda nats (Kingma et al., 2016), so the optimizer gains
+  nothing by closing a unit below it;
+- k > 1 samples of z per image give the importance-weighted bound of Burda et
+  al. (2015), -log (1/k) sum_i p(x|z_i) p(z_i)^w / q(z_i|x)^w, which tightens
+  as k grows; k = 1 is the VAE.
 """
 
 import math
@@ -37,10 +51,27 @@ def reconstruction_loss(images, logits):
     return ops.sum(ops.softplus(logits) - images * logits, axis=IMAGE_AXES)
 
 
+def kl_per_dimension(z_mean, z_log_var):
+    """Analytic KL(N(mean, exp(log_var)) || N(0, 1)) of each latent dimension.
+
+    KL_j = -1/2 * (1 + log_var_j - mean_j^2 - exp(log_var_j)).
+
+    Args:
+        z_mean: posterior means, shape `(..., latent_dim)`.
+        z_log_var: posterior log-variances, same shape.
+
+    Returns:
+        A tensor of the same shape.
+    """
+    z_mean = ops.convert_to_tensor(z_mean)
+    z_log_var = ops.convert_to_tensor(z_log_var)
+    return -0.5 * (1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var))
+
+
 def kl_divergence(z_mean, z_log_var):
     """Analytic KL(N(mean, exp(log_var)) || N(0, I)), per example.
 
-    KL = -1/2 * sum_j (1 + log_var_j - mean_j^2 - exp(log_var_j)).
+    The sum over latent dimensions of `kl_per_dimension`.
 
     Args:
         z_mean: posterior means, shape `(..., latent_dim)`.
@@ -49,11 +80,32 @@ def kl_divergence(z_mean, z_log_var):
     Returns:
         A tensor of shape `(...)`, e.g. `(batch,)`.
     """
-    z_mean = ops.convert_to_tensor(z_mean)
-    z_log_var = ops.convert_to_tensor(z_log_var)
-    return -0.5 * ops.sum(
-        1.0 + z_log_var - ops.square(z_mean) - ops.exp(z_log_var), axis=-1
-    )
+    return ops.sum(kl_per_dimension(z_mean, z_log_var), axis=-1)
+
+
+def free_bits_kl(z_mean, z_log_var, free_bits=0.0):
+    """The batch's mean KL with each dimension's share floored at `free_bits`.
+
+    sum_j max(free_bits, mean_batch KL_j) (Kingma et al., 2016): below the
+    floor a dimension's KL costs a constant, so its gradient is zero. With
+    `free_bits=0` this is the mean KL.
+
+    Args:
+        z_mean, z_log_var: posterior parameters, shape `(batch, latent_dim)`.
+        free_bits: the floor in nats per latent dimension.
+
+    Returns:
+        A scalar tensor, in nats per image.
+    """
+    per_dimension = ops.mean(kl_per_dimension(z_mean, z_log_var), axis=0)
+    if free_bits > 0:
+        per_dimension = ops.maximum(per_dimension, free_bits)
+    return ops.sum(per_dimension)
+
+
+def _has_sample_axis(outputs):
+    """True when `outputs` hold k samples per image, z of shape `(b, k, d)`."""
+    return len(outputs["z"].shape) == 3
 
 
 def elbo_losses(images, outputs):
@@ -62,18 +114,101 @@ def elbo_losses(images, outputs):
     Args:
         images: the images to reconstruct, pixel values in [0, 1].
         outputs: the dict returned by `VAE.call` on `images`: `z_mean`,
-            `z_log_var` and `logits` (decoded from one sample of z).
+            `z_log_var`, `z` and `logits`, decoded from one sample of z per
+            image (`z` of shape `(batch, d)`), or from k samples (`z` of
+            shape `(batch, k, d)`, logits `(batch, k, H, W, C)`), whose
+            reconstruction terms are averaged.
 
     Returns:
         A dict with scalar tensors `reconstruction_loss`, `kl_loss` and
         `loss` = `reconstruction_loss` + `kl_loss` (nats per image).
     """
+    if _has_sample_axis(outputs):
+        images = images[:, None]  # broadcast against the k samples
     reconstruction = ops.mean(reconstruction_loss(images, outputs["logits"]))
     kl = ops.mean(kl_divergence(outputs["z_mean"], outputs["z_log_var"]))
     return {
         "loss": reconstruction + kl,
         "reconstruction_loss": reconstruction,
         "kl_loss": kl,
+    }
+
+
+def importance_log_terms(images, logits, z, z_mean, z_log_var):
+    """The two terms of the log importance weights of samples z_i ~ q(z|x).
+
+    log w_i = log p(x|z_i) + [log p(z_i) - log q(z_i|x)].
+
+    Args:
+        images: pixel values in [0, 1], shape `(b, H, W, C)`.
+        logits: decoder logits of the samples, shape `(b, k, H, W, C)`.
+        z: the samples, shape `(b, k, latent_dim)`.
+        z_mean, z_log_var: the posterior of each image, `(b, latent_dim)`.
+
+    Returns:
+        A pair of tensors of shape `(b, k)`: `log p(x|z_i)` and
+        `log p(z_i) - log q(z_i|x)`.
+    """
+    mean, log_var = z_mean[:, None, :], z_log_var[:, None, :]
+    log_px_given_z = -reconstruction_loss(images[:, None], logits)
+    log_prior_ratio = standard_normal_log_density(z) - gaussian_log_density(
+        z, mean, log_var
+    )
+    return log_px_given_z, log_prior_ratio
+
+
+def iwae_loss(images, outputs, kl_weight=1.0):
+    """The negative importance-weighted bound (Burda et al., 2015), batch mean.
+
+    -log (1/k) sum_i exp(log p(x|z_i) + kl_weight * [log p(z_i) - log q(z_i|x)]),
+    with log-sum-exp. At kl_weight = 1 this is the IWAE bound on -log p(x);
+    other weights temper the prior ratio, as beta and warm-up temper the KL.
+
+    Args:
+        images: pixel values in [0, 1], shape `(b, H, W, C)`.
+        outputs: `VAE.call`'s outputs with k samples per image.
+        kl_weight: scalar weight of the log prior ratio.
+
+    Returns:
+        A scalar tensor, in nats per image.
+    """
+    log_px_given_z, log_prior_ratio = importance_log_terms(
+        images, outputs["logits"], outputs["z"], outputs["z_mean"], outputs["z_log_var"]
+    )
+    log_weights = log_px_given_z + kl_weight * log_prior_ratio
+    samples = ops.cast(ops.shape(log_weights)[1], log_weights.dtype)
+    return -ops.mean(ops.logsumexp(log_weights, axis=1) - ops.log(samples))
+
+
+def objective(images, outputs, kl_weight=1.0, free_bits=0.0):
+    """The training objective, with the ELBO and its terms for comparison.
+
+    One sample per image: `reconstruction + kl_weight * free_bits_kl`, which
+    is the negative ELBO at the defaults. k samples per image: `iwae_loss`.
+
+    Args:
+        images: the images to reconstruct, pixel values in [0, 1].
+        outputs: the dict returned by `VAE.call` (see `elbo_losses`).
+        kl_weight: weight of the KL term (beta, times the warm-up factor).
+        free_bits: KL floor per latent dimension, in nats (one sample only).
+
+    Returns:
+        A dict of scalar tensors in nats per image: `loss` (the objective),
+        `neg_elbo`, `reconstruction_loss` and `kl_loss` (its two terms).
+    """
+    elbo = elbo_losses(images, outputs)
+    if _has_sample_axis(outputs):
+        if free_bits > 0:
+            raise ValueError("free bits apply to one sample per image, not to the IWAE bound")
+        loss = iwae_loss(images, outputs, kl_weight)
+    else:
+        kl = free_bits_kl(outputs["z_mean"], outputs["z_log_var"], free_bits)
+        loss = elbo["reconstruction_loss"] + kl_weight * kl
+    return {
+        "loss": loss,
+        "neg_elbo": elbo["loss"],
+        "reconstruction_loss": elbo["reconstruction_loss"],
+        "kl_loss": elbo["kl_loss"],
     }
 
 

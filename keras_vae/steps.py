@@ -5,14 +5,15 @@ take a gradient differs by backend (see the keras.io guides "Customizing what
 happens in fit()"): TensorFlow records a `GradientTape`, PyTorch runs autograd
 on the loss, and JAX needs a pure function of the variables, so its steps take
 and return the model's `state`. Only that part is written per backend; the
-loss comes from `VAE.compute_losses` / `losses.elbo_losses` in every case.
+loss comes from `VAE.compute_losses` / `losses.objective` in every case.
 """
 
 import keras
 
 
-def _images(data):
-    """The images of a batch given to `fit`/`evaluate` as `x` or `(x,)`."""
+def _inputs(data):
+    """The model's inputs in a batch given to `fit`/`evaluate` as `x` or `(x,)`:
+    images, or `(images, labels)` for a conditional VAE."""
     return keras.utils.unpack_x_y_sample_weight(data)[0]
 
 
@@ -29,9 +30,9 @@ def _update_trackers(model, losses):
 def tensorflow_train_step(model, data):
     import tensorflow as tf
 
-    images = _images(data)
+    inputs = _inputs(data)
     with tf.GradientTape() as tape:
-        losses = model.compute_losses(images, training=True)
+        losses = model.compute_losses(inputs, training=True)
     gradients = tape.gradient(losses["loss"], model.trainable_weights)
     model.optimizer.apply(gradients, model.trainable_weights)
     return _update_trackers(model, losses)
@@ -43,9 +44,9 @@ def tensorflow_train_step(model, data):
 def torch_train_step(model, data):
     import torch
 
-    images = _images(data)
+    inputs = _inputs(data)
     model.zero_grad()
-    losses = model.compute_losses(images, training=True)
+    losses = model.compute_losses(inputs, training=True)
     losses["loss"].backward()
     gradients = [variable.value.grad for variable in model.trainable_weights]
     with torch.no_grad():
@@ -55,17 +56,17 @@ def torch_train_step(model, data):
 
 def stateful_test_step(model, data):
     """The test step of TensorFlow and PyTorch: no gradient, same losses."""
-    losses = model.compute_losses(_images(data), training=False)
+    losses = model.compute_losses(_inputs(data), training=False)
     return _update_trackers(model, losses)
 
 
 # JAX ------------------------------------------------------------------------
 
 
-def _jax_losses(model, trainable, non_trainable, images, training):
+def _jax_losses(model, trainable, non_trainable, inputs, training):
     """Pure version of `model.compute_losses`; also returns the new state."""
     outputs, non_trainable = model.stateless_call(
-        trainable, non_trainable, images, training=training
+        trainable, non_trainable, inputs, training=training
     )
     losses = model.losses_from_outputs(outputs)
     return losses["loss"], (losses, non_trainable)
@@ -85,7 +86,7 @@ def jax_train_step(model, state, data):
     trainable, non_trainable, optimizer_variables, metrics_variables = state
     gradient_fn = jax.value_and_grad(_jax_losses, argnums=1, has_aux=True)
     (_, (losses, non_trainable)), gradients = gradient_fn(
-        model, trainable, non_trainable, _images(data), True
+        model, trainable, non_trainable, _inputs(data), True
     )
     trainable, optimizer_variables = model.optimizer.stateless_apply(
         optimizer_variables, gradients, trainable
@@ -104,7 +105,7 @@ def jax_train_step(model, state, data):
 def jax_test_step(model, state, data):
     trainable, non_trainable, metrics_variables = state
     _, (losses, non_trainable) = _jax_losses(
-        model, trainable, non_trainable, _images(data), False
+        model, trainable, non_trainable, _inputs(data), False
     )
     logs, metrics_variables = _jax_update_trackers(
         model, metrics_variables, losses

@@ -33,6 +33,7 @@ from keras_vae import callbacks, data, evaluation, files, visualize
 from keras_vae.backend import list_devices
 from keras_vae.errors import UserError
 from keras_vae.model import VAE
+from keras_vae.networks import ARCHITECTURES, check_architecture
 
 NUM_SAMPLES = 64  # the 8x8 grid written after every epoch
 JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
@@ -56,7 +57,16 @@ class TrainConfig:
         epochs: passes over the training set.
         batch_size: images per gradient step.
         latent_dim: size of z.
-        hidden_dim: units of the hidden layers.
+        hidden_dim: units of the hidden Dense layers.
+        architecture: `"mlp"` (the original), `"conv"` or `"resnet"`.
+        filters: channels of the stride-2 convolutions (conv, resnet).
+        blocks: residual blocks per resolution (resnet).
+        conditional: train a conditional VAE on the labels.
+        beta: weight of the KL term (1: the ELBO).
+        kl_warmup_epochs: grow the KL weight linearly from 0 to `beta` over
+            this many epochs (0: no warm-up).
+        free_bits: floor of each latent dimension's batch-mean KL, in nats.
+        iw_samples: samples of z per image; k > 1 trains on the IWAE bound.
         learning_rate: Adam's (initial) learning rate.
         lr_schedule: `"constant"`, or `"cosine"`: decay the learning rate
             along a cosine from `learning_rate` to 1% of it over the run.
@@ -80,6 +90,14 @@ class TrainConfig:
     batch_size: int = 128
     latent_dim: int = 20
     hidden_dim: int = 512
+    architecture: str = "mlp"
+    filters: tuple = (32, 64)
+    blocks: int = 1
+    conditional: bool = False
+    beta: float = 1.0
+    kl_warmup_epochs: float = 0.0
+    free_bits: float = 0.0
+    iw_samples: int = 1
     learning_rate: float = 1e-3
     lr_schedule: str = "constant"
     seed: int = 0
@@ -94,7 +112,21 @@ class TrainConfig:
     steps_per_execution: int = 1
 
     def __post_init__(self):
+        self.filters = tuple(int(f) for f in self.filters)
         problems = []
+        try:
+            check_architecture(self.architecture, self.filters, self.blocks)
+        except ValueError as error:
+            problems.append(str(error))
+        for name in ("beta", "kl_warmup_epochs", "free_bits"):
+            if not getattr(self, name) >= 0:
+                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.iw_samples < 1:
+            problems.append(f"iw_samples must be >= 1, got {self.iw_samples}")
+        elif self.iw_samples > 1 and self.free_bits > 0:
+            problems.append("free bits apply to the VAE objective (iw_samples 1), not to the IWAE bound")
+        if self.conditional and self.dataset == "binarized_mnist":
+            problems.append("binarized_mnist has no labels, so it cannot train a conditional VAE")
         for name in ("epochs", "batch_size", "latent_dim", "hidden_dim"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
@@ -210,6 +242,28 @@ def one_per_class(labels, num_classes=10):
     return found or list(range(min(num_classes, len(labels))))
 
 
+def build_model(config, steps_per_epoch):
+    """The `VAE` that `config` describes, for `steps_per_epoch` training steps."""
+    return VAE(
+        latent_dim=config.latent_dim,
+        hidden_dim=config.hidden_dim,
+        dynamic_binarization=config.binarize == "dynamic",
+        architecture=config.architecture,
+        filters=config.filters,
+        blocks=config.blocks,
+        num_classes=data.NUM_CLASSES if config.conditional else 0,
+        beta=config.beta,
+        kl_warmup_steps=round(config.kl_warmup_epochs * steps_per_epoch),
+        free_bits=config.free_bits,
+        iw_samples=config.iw_samples,
+    )
+
+
+def model_inputs(model, images, labels):
+    """What `fit`/`evaluate` take as x: the images, with the labels if conditional."""
+    return (images, labels) if model.conditional else images
+
+
 def train_and_evaluate(config, output_dir, verbose="auto"):
     """Trains a VAE as `config` says and evaluates it on the test split.
 
@@ -246,18 +300,25 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         },
     )
 
-    model = VAE(
-        latent_dim=config.latent_dim,
-        hidden_dim=config.hidden_dim,
-        dynamic_binarization=config.binarize == "dynamic",
-    )
     steps_per_epoch = math.ceil(len(dataset.x_train) / config.batch_size)
+    model = build_model(config, steps_per_epoch)
     model.compile(
         optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
         jit_compile=JIT_COMPILE[config.jit_compile],
         steps_per_execution=config.steps_per_execution,
     )
-    originals = dataset.x_test[one_per_class(dataset.y_test)]
+    chosen = one_per_class(dataset.y_test)
+    originals = dataset.x_test[chosen]
+    labels = dataset.y_test[chosen] if model.conditional else None
+    if model.conditional:  # one row per digit, the same z in each column
+        grid_rows, grid_cols = data.NUM_CLASSES, NUM_SAMPLES // 8
+        sample_z = np.tile(model.sample_prior(grid_cols, seed=config.seed), (grid_rows, 1))
+        sample_labels = np.repeat(np.arange(grid_rows), grid_cols)
+    else:
+        grid_rows = grid_cols = sample_labels = None
+        sample_z = model.sample_prior(NUM_SAMPLES, seed=config.seed)
+    x_train = model_inputs(model, dataset.x_train, dataset.y_train)
+    x_test = model_inputs(model, dataset.x_test, dataset.y_test)
 
     # Resuming: keep what the committed epochs wrote, redo the rest.
     checkpoint = callbacks.RunCheckpoint(output_dir / "backup")
@@ -273,10 +334,10 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
     divergence = callbacks.StopOnNaN()
     best_so_far = min((r["val_loss"] for r in rows if "val_loss" in r), default=math.inf)
     model.fit(
-        dataset.x_train,
+        x_train,
         epochs=config.epochs,
         batch_size=config.batch_size,
-        validation_data=(dataset.x_test,),
+        validation_data=(x_test,),
         shuffle=True,
         verbose=verbose,
         callbacks=[
@@ -285,10 +346,9 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
             history,
             callbacks.BestModelCheckpoint(output_dir / "best.keras", best=best_so_far),
             callbacks.SampleGrid(
-                model.sample_prior(NUM_SAMPLES, seed=config.seed),
-                output_dir / "samples",
+                sample_z, output_dir / "samples", grid_rows, grid_cols, sample_labels
             ),
-            callbacks.ReconstructionGrid(originals, output_dir / "reconstructions"),
+            callbacks.ReconstructionGrid(originals, output_dir / "reconstructions", labels),
             checkpoint,  # last: commits the epoch once its files are written
         ],
     )
@@ -307,7 +367,7 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
     files.save_model(model, output_dir / "model.keras")
 
     test = model.evaluate(
-        dataset.x_test, batch_size=config.batch_size, verbose=0, return_dict=True
+        x_test, batch_size=config.batch_size, verbose=0, return_dict=True
     )
     seconds = [row["seconds"] for row in history.rows if "seconds" in row]
     metrics = {
@@ -321,7 +381,10 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
     }
     if config.final_iw_samples:
         likelihood = evaluation.evaluate_likelihood(
-            model, dataset.x_test, iw_samples=config.final_iw_samples, seed=config.seed
+            model,
+            dataset.x_test,
+            labels=dataset.y_test if model.conditional else None,
+            iw_samples=config.final_iw_samples, seed=config.seed
         )
         metrics.update({f"test_{k}": v for k, v in likelihood.items()})
     files.write_json(output_dir / "metrics.json", metrics)

@@ -57,9 +57,14 @@ def latent_axes(z_means):
     return center, axes, scales, label
 
 
+def _conditioning(model, labels):
+    """The labels a conditional VAE needs, None for an unconditional one."""
+    return np.asarray(labels) if model.conditional else None
+
+
 def latent_scatter(model, images, labels, path):
     """Scatter of the test set in latent space, coloured by label."""
-    z_mean, _ = model.encode(images)
+    z_mean, _ = model.encode(images, _conditioning(model, labels))
     center, axes, _, label = latent_axes(z_mean)
     points = (z_mean - center) @ axes.T if z_mean.shape[1] > 2 else z_mean
     if points.shape[1] == 1:  # one latent dim: spread the points by label
@@ -83,9 +88,14 @@ def _normal_quantiles(count, low=0.05, high=0.95):
     return np.array([statistics.NormalDist().inv_cdf(p) for p in np.linspace(low, high, count)])
 
 
-def latent_manifold(model, images, path, count=15):
-    """Decoded images on a `count` x `count` grid of Gaussian quantiles."""
-    z_mean, _ = model.encode(images)
+def latent_manifold(model, images, path, count=15, labels=None, digit=0):
+    """Decoded images on a `count` x `count` grid of Gaussian quantiles.
+
+    A conditional VAE encodes `images` with their `labels` and decodes the
+    grid as class `digit`, so the grid shows the styles that z encodes.
+    """
+    condition = _conditioning(model, labels)
+    z_mean, _ = model.encode(images, condition)
     center, axes, scales, label = latent_axes(z_mean)
     if z_mean.shape[1] <= 2:  # the prior's own quantiles
         center, scales = np.zeros(len(axes)), np.ones(len(axes))
@@ -98,7 +108,9 @@ def latent_manifold(model, images, path, count=15):
             if len(axes) == 2:
                 point = point + q1 * scales[1] * axes[1]
             rows.append(point)
-    decoded = model.decode(np.array(rows, dtype="float32"))
+    decoded = model.decode(
+        np.array(rows, dtype="float32"), None if condition is None else digit
+    )
     grid = grids.tile(decoded, len(second), count, pad=0)
     figure = Figure(figsize=(8, 8 if len(axes) == 2 else 1.6), layout="constrained")
     ax = figure.subplots()
@@ -120,18 +132,27 @@ def latent_manifold(model, images, path, count=15):
         ax.set_title("Decoded grid over z[0], z[1] at quantiles of the prior N(0, 1)")
     else:
         ax.set_title(f"Decoded grid over the {label}, at Gaussian quantiles of their spread")
+    if condition is not None:
+        ax.set_title(f"{ax.get_title()}; decoded as class {digit}", fontsize=9)
     return _save(figure, path)
 
 
-def interpolation(model, images, path, pairs=8, steps=10, seed=0):
-    """Rows of images decoded between the posterior means of image pairs."""
+def interpolation(model, images, path, pairs=8, steps=10, seed=0, labels=None):
+    """Rows of images decoded between the posterior means of image pairs.
+
+    A conditional VAE decodes each row as the class of its first image.
+    """
     rng = np.random.default_rng(seed)
     chosen = rng.choice(len(images), size=(pairs, 2), replace=False)
-    z_mean, _ = model.encode(images[chosen.ravel()])
+    condition = _conditioning(model, labels)
+    z_mean, _ = model.encode(
+        images[chosen.ravel()], None if condition is None else condition[chosen.ravel()]
+    )
     z_mean = z_mean.reshape(pairs, 2, -1)
     weights = np.linspace(0.0, 1.0, steps)[None, :, None]
     path_z = (1 - weights) * z_mean[:, :1] + weights * z_mean[:, 1:]
-    decoded = model.decode(path_z.reshape(pairs * steps, -1).astype("float32"))
+    row_labels = None if condition is None else np.repeat(condition[chosen[:, 0]], steps)
+    decoded = model.decode(path_z.reshape(pairs * steps, -1).astype("float32"), row_labels)
     decoded = decoded.reshape(pairs, steps, *decoded.shape[1:])
     originals = images[chosen]  # (pairs, 2, ...)
     rows = np.concatenate([originals[:, :1], decoded, originals[:, 1:]], axis=1)
@@ -144,10 +165,12 @@ def interpolation(model, images, path, pairs=8, steps=10, seed=0):
     return _save(figure, path)
 
 
-def reconstructions(model, images, path, count=10):
+def reconstructions(model, images, path, count=10, labels=None):
     """The first `count` images above their reconstructions."""
     originals = images[:count]
-    grid = grids.tile(np.concatenate([originals, model.reconstruct(originals)]), 2, count)
+    condition = _conditioning(model, labels)
+    rebuilt = model.reconstruct(originals, None if condition is None else condition[:count])
+    grid = grids.tile(np.concatenate([originals, rebuilt]), 2, count)
     figure = Figure(figsize=(10, 2.6), layout="constrained")
     ax = figure.subplots()
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
@@ -165,12 +188,17 @@ def training_curves(history_csv, path):
     figure = Figure(figsize=(13, 3.8), layout="constrained")
     for ax, (key, title) in zip(
         figure.subplots(1, 3),
-        [("loss", "Loss (negative ELBO)"), ("reconstruction_loss", "Reconstruction"), ("kl_loss", "KL divergence")],
+        [("loss", "Loss (the objective)"), ("reconstruction_loss", "Reconstruction"), ("kl_loss", "KL divergence")],
     ):
         shown = []
-        for prefix, name in (("", "train"), ("val_", "validation")):
-            values = [row.get(prefix + key, np.nan) for row in rows]
-            ax.plot(epochs, values, label=name, marker="." if len(rows) < 30 else None)
+        series = [(prefix + key, name) for prefix, name in (("", "train"), ("val_", "validation"))]
+        if key == "loss" and any(r.get("neg_elbo", r["loss"]) != r["loss"] for r in rows):
+            # Another objective than the ELBO: show the negative ELBO too.
+            series += [("neg_elbo", "train -ELBO"), ("val_neg_elbo", "validation -ELBO")]
+        for column, name in series:
+            values = [row.get(column, np.nan) for row in rows]
+            style = "--" if "ELBO" in name else "-"
+            ax.plot(epochs, values, style, label=name, marker="." if len(rows) < 30 else None)
             shown += values[len(values) // 20 :]  # long runs: skip the first 5%
         if len(rows) > 10 and np.isfinite(shown).any():
             low, high = np.nanmin(shown), np.nanmax(shown)
@@ -233,9 +261,9 @@ def make_figures(model, images, labels, output_dir, run_dir=None):
     output_dir = Path(output_dir)
     written = [
         latent_scatter(model, images, labels, output_dir / "latent_scatter.png"),
-        latent_manifold(model, images, output_dir / "latent_manifold.png"),
-        interpolation(model, images, output_dir / "interpolation.png"),
-        reconstructions(model, images, output_dir / "reconstructions.png"),
+        latent_manifold(model, images, output_dir / "latent_manifold.png", labels=labels),
+        interpolation(model, images, output_dir / "interpolation.png", labels=labels),
+        reconstructions(model, images, output_dir / "reconstructions.png", labels=labels),
     ]
     if run_dir is not None and (Path(run_dir) / "history.csv").is_file():
         written.append(training_curves(Path(run_dir) / "history.csv", output_dir / "training_curves.png"))

@@ -42,18 +42,19 @@ def main(argv):
     for name in ("iw_samples", "max_rows"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    model, images, _, dataset, binarize = cli.load_model_and_test_split(
+    model, images, labels, dataset, binarize = cli.load_model_and_test_split(
         args, default_binarize="dynamic"
     )
     start = time.perf_counter()
     results = evaluation.evaluate_likelihood(
-        model, images, iw_samples=args.iw_samples, seed=args.seed,
+        model, images, labels=labels if model.conditional else None, iw_samples=args.iw_samples, seed=args.seed,
         max_rows=args.max_rows, verbose=0 if args.quiet else 1,
     )
     results.update(
         model=str(args.model),
         dataset=dataset,
         binarize=binarize,
+        conditional=model.conditional,
         backend=keras.backend.backend(),
         seconds=time.perf_counter() - start,
     )
@@ -71,7 +72,8 @@ def format_table(r):
             f"  -ELBO                {r['neg_elbo']:9.2f} nats",
             f"    reconstruction     {r['reconstruction']:9.2f} nats",
             f"    KL                 {r['kl']:9.2f} nats",
-            f"  {'IWAE NLL (k=' + str(r['iw_samples']) + ')':<20} {r['iw_nll']:9.2f} nats",
+            f"  {'IWAE NLL (k=' + str(r['iw_samples']) + ')':<20} {r['iw_nll']:9.2f} nats"
+            + ("  (conditional: -log p(x|y))" if r.get("conditional") else ""),
             f"  bits per dimension   {r['bits_per_dim']:9.4f}",
             f"  active units         {r['active_units']:6d} / {r['latent_dim']}",
             f"  ({r['seconds']:.1f} s)",

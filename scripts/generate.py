@@ -1,7 +1,9 @@
 """Generate digits from a saved model: `python scripts/generate.py MODEL.keras`.
 
 z is drawn with NumPy's seeded generator, so the same model file and seed
-give the same images on every backend.
+give the same images on every backend. A conditional VAE (trained with
+`--conditional`) generates the digit chosen with `--digit 7`, or with
+`--digit all` (its default) one row per digit, the same z in each column.
 """
 
 import argparse
@@ -27,7 +29,8 @@ def parse_args(argv):
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     parser.add_argument("model", help="a .keras file written by train.py")
-    parser.add_argument("--num", type=int, default=64, help="number of images")
+    parser.add_argument("--num", type=int, default=None, help="number of images (default 64), or images per digit with --digit all (default 10)")
+    parser.add_argument("--digit", default=None, help="conditional models only: the digit (class) to generate, 0-9, or 'all' for one row per digit (the default for them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent draw")
     parser.add_argument("--output", default="samples.png", help="PNG grid to write")
     parser.add_argument("--npy", default=None, help="also save the pixel probabilities, shape (num, 28, 28), to this .npy file")
@@ -36,22 +39,52 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
+def digit_choice(text, model):
+    """`None` (unconditional), `"all"` or a class index, from `--digit`."""
+    if not model.conditional:
+        if text is not None:
+            raise UserError("--digit needs a conditional model (trained with --conditional)")
+        return None
+    if text is None or text == "all":
+        return "all"
+    try:
+        digit = int(text)
+    except ValueError:
+        digit = -1
+    if not 0 <= digit < model.num_classes:
+        raise UserError(f"--digit must be 0-{model.num_classes - 1} or all, got {text!r}")
+    return digit
+
+
 def main(argv):
     args = parse_args(argv)
-    if args.num <= 0:
+    if args.num is not None and args.num <= 0:
         raise UserError(f"--num must be > 0, got {args.num}")
-    rows, cols = args.grid or images.grid_shape(args.num)
-    if rows * cols < args.num:
-        raise UserError(f"--grid {rows}x{cols} cannot hold --num {args.num} images")
     if Path(args.output).suffix.lower() != ".png":
         raise UserError(f"--output {args.output} must end in .png")
     if args.npy and Path(args.npy).suffix != ".npy":
         raise UserError(f"--npy {args.npy} must end in .npy")
+    if args.digit not in (None, "all") and not args.digit.lstrip("-").isdigit():
+        raise UserError(f"--digit must be a digit 0-9 or all, got {args.digit!r}")
 
     model = files.load_model(args.model)
-    samples = model.generate(args.num, seed=args.seed)
+    digit = digit_choice(args.digit, model)
+    if digit == "all":
+        per_class = args.num or 10
+        if args.grid:
+            raise UserError("--grid does not apply to --digit all (one row per digit)")
+        samples = model.generate_by_class(per_class, seed=args.seed)
+        rows, cols = model.num_classes, per_class
+        what = f"{per_class} samples of each of {model.num_classes} digits"
+    else:
+        num = args.num or 64
+        rows, cols = args.grid or images.grid_shape(num)
+        if rows * cols < num:
+            raise UserError(f"--grid {rows}x{cols} cannot hold --num {num} images")
+        samples = model.generate(num, seed=args.seed, labels=digit)
+        what = f"{num} samples" + ("" if digit is None else f" of digit {digit}")
     images.save_grid(args.output, samples, rows, cols)
-    print(f"{PROG}: wrote {args.num} samples to {args.output}")
+    print(f"{PROG}: wrote {what} to {args.output}")
     if args.npy:
         with files.atomic_path(args.npy) as temporary:
             with open(temporary, "wb") as handle:

@@ -28,6 +28,14 @@ def parse_args(argv):
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per gradient step")
     parser.add_argument("--latent-dim", type=int, default=defaults.latent_dim, help="size of the latent vector z")
     parser.add_argument("--hidden-dim", type=int, default=defaults.hidden_dim, help="units of the hidden layers")
+    parser.add_argument("--architecture", default=defaults.architecture, choices=train.ARCHITECTURES, help="mlp (the original), conv (strided convolutions) or resnet (with residual blocks)")
+    parser.add_argument("--filters", type=cli.parse_int_list, default=defaults.filters, metavar="N,N", help="channels of the stride-2 convolutions, e.g. 32,64 (conv and resnet)")
+    parser.add_argument("--blocks", type=int, default=defaults.blocks, help="residual blocks per resolution (resnet)")
+    parser.add_argument("--conditional", action="store_true", help="train a conditional VAE: the encoder and decoder also see the digit's label")
+    parser.add_argument("--beta", type=float, default=defaults.beta, help="weight of the KL term (beta-VAE; 1 is the ELBO)")
+    parser.add_argument("--kl-warmup-epochs", type=float, default=defaults.kl_warmup_epochs, help="grow the KL weight linearly from 0 to beta over this many epochs (0: off)")
+    parser.add_argument("--free-bits", type=float, default=defaults.free_bits, help="floor of each latent dimension's KL, in nats (Kingma et al. 2016; 0: off)")
+    parser.add_argument("--iw-samples", type=int, default=defaults.iw_samples, help="samples of z per image; K > 1 trains on the IWAE bound (Burda et al.), 1 is the VAE")
     parser.add_argument("--learning-rate", type=float, default=defaults.learning_rate, help="Adam learning rate")
     parser.add_argument("--lr-schedule", default=defaults.lr_schedule, choices=train.LR_SCHEDULES, help="constant, or cosine decay to 1%% of the learning rate over the run")
     parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed (same seed and backend, same numbers)")
@@ -60,6 +68,14 @@ def main(argv):
         batch_size=args.batch_size,
         latent_dim=args.latent_dim,
         hidden_dim=args.hidden_dim,
+        architecture=args.architecture,
+        filters=args.filters,
+        blocks=args.blocks,
+        conditional=args.conditional,
+        beta=args.beta,
+        kl_warmup_epochs=args.kl_warmup_epochs,
+        free_bits=args.free_bits,
+        iw_samples=args.iw_samples,
         learning_rate=args.learning_rate,
         lr_schedule=args.lr_schedule,
         seed=args.seed,
@@ -81,7 +97,8 @@ def run(config, output_dir, verbose):
     cli.announce_backend(PROG)
     metrics = train.train_and_evaluate(config, output_dir, verbose=verbose)
     print(
-        f"{PROG}: test loss {metrics['test_loss']:.2f} nats "
+        f"{PROG}: test loss {metrics['test_loss']:.2f} nats, "
+        f"-ELBO {metrics['test_neg_elbo']:.2f} "
         f"(reconstruction {metrics['test_reconstruction_loss']:.2f}, "
         f"KL {metrics['test_kl_loss']:.2f}); "
         f"{metrics['seconds_per_epoch']:.1f} s/epoch; outputs in {output_dir}"

@@ -49,10 +49,11 @@ def test_loss_is_reconstruction_plus_kl(trained, prefix):
         assert loss == pytest.approx(recon + kl, rel=1e-5)
 
 
-def test_evaluate_reports_the_same_three_metrics(trained, mnist_subset):
+def test_evaluate_reports_the_same_metrics(trained, mnist_subset):
     model, _ = trained
     result = model.evaluate(mnist_subset.x_test, verbose=0, return_dict=True)
-    assert set(result) == {"loss", "reconstruction_loss", "kl_loss"}
+    assert set(result) == {"loss", "neg_elbo", "reconstruction_loss", "kl_loss"}
+    assert result["loss"] == result["neg_elbo"]  # the default objective is the ELBO
     assert result["loss"] == pytest.approx(
         result["reconstruction_loss"] + result["kl_loss"], rel=1e-5
     )
@@ -85,8 +86,13 @@ def test_same_seed_same_training(mnist_subset):
         np.testing.assert_allclose(first[key], second[key], rtol=1e-5)
 
 
-def test_config_round_trip():
-    model = VAE(latent_dim=3, hidden_dim=16, seed=4, name="small")
+@pytest.mark.parametrize(
+    "settings",
+    [{}, dict(architecture="resnet", filters=(4, 8), blocks=2, num_classes=10, beta=0.5,
+              kl_warmup_steps=10, iw_samples=2), dict(free_bits=0.25, architecture="conv")],
+)
+def test_config_round_trip(settings):
+    model = VAE(latent_dim=3, hidden_dim=16, seed=4, name="small", **settings)
     clone = VAE.from_config(model.get_config())
     assert clone.get_config() == model.get_config()
     assert json.loads(json.dumps(model.get_config())) == model.get_config()

@@ -63,7 +63,7 @@ def test_train_writes_every_output(run_dir, backend):
     assert metrics["test_iw_nll"] < metrics["test_neg_elbo"] + 1.0
     assert config["config"]["binarize"] == "dynamic"
     lines = (run_dir / "history.csv").read_text().splitlines()
-    assert lines[0].split(",")[:4] == ["epoch", "loss", "reconstruction_loss", "kl_loss"]
+    assert lines[0].split(",")[:5] == ["epoch", "loss", "neg_elbo", "reconstruction_loss", "kl_loss"]
     assert "val_loss" in lines[0]
     assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
 

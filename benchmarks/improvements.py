@@ -1,0 +1,113 @@
+"""Measure what each improvement of the model buys: `python benchmarks/improvements.py`.
+
+Trains one run per row of `RUNS` with `scripts/train.py` (dynamically
+binarized MNIST, the same epochs for every row), estimates each model's test
+log-likelihood with `scripts/evaluate.py` (IWAE, k importance samples, on the
+first N test images: the same images for every row), and writes the table to
+`benchmarks/IMPROVEMENTS.md`. Runs already finished in `--runs-dir` are not
+trained again, so the script can be stopped and started; pass `--only NAME`
+to run some rows.
+"""
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# name -> (backend, extra train.py flags, what the row changes).
+# TensorFlow's oneDNN convolutions are the fastest on CPU; JAX is for MLPs.
+RUNS = {
+    "mlp": ("jax", [], "the original MLP, negative ELBO"),
+    "beta-0.5": ("jax", ["--beta", "0.5"], "beta = 0.5"),
+    "warmup-3": ("jax", ["--kl-warmup-epochs", "3"], "KL warm-up over 3 epochs"),
+    "free-bits-0.25": ("jax", ["--free-bits", "0.25"], "free bits, 0.25 nats per dimension"),
+    "iwae-5": ("jax", ["--iw-samples", "5"], "IWAE bound, k = 5"),
+    "conditional": ("jax", ["--conditional"], "conditional VAE (NLL is -log p(x|y))"),
+    "conv": ("tensorflow", ["--architecture", "conv"], "conv architecture"),
+    "resnet": ("tensorflow", ["--architecture", "resnet"], "resnet architecture"),
+    "resnet-iwae-5-warmup": (
+        "tensorflow",
+        ["--architecture", "resnet", "--iw-samples", "5", "--kl-warmup-epochs", "3"],
+        "resnet + IWAE k = 5 + warm-up",
+    ),
+}
+
+
+def parse_args(argv):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=10, help="epochs of every run")
+    parser.add_argument("--eval-examples", type=int, default=500, help="test images for the IWAE estimate")
+    parser.add_argument("--iw-samples", type=int, default=5000, help="importance samples k")
+    parser.add_argument("--runs-dir", default="runs/improvements", help="where the runs go")
+    parser.add_argument("--only", nargs="*", default=None, choices=tuple(RUNS), help="rows to run")
+    parser.add_argument("--output", default=str(ROOT / "benchmarks" / "IMPROVEMENTS.md"))
+    return parser.parse_args(argv)
+
+
+def run(command, backend):
+    env = {**os.environ, "KERAS_BACKEND": backend}
+    print("$ KERAS_BACKEND=" + backend + " " + " ".join(command), flush=True)
+    subprocess.run([sys.executable, *command], cwd=ROOT, env=env, check=True)
+
+
+def train_command(name, flags, args):
+    return [
+        "scripts/train.py", "--binarize", "dynamic", "--epochs", str(args.epochs),
+        *flags, "--output-dir", str(Path(args.runs_dir) / name), "--verbose", "2",
+    ]
+
+
+def evaluate_command(name, args):
+    run_dir = Path(args.runs_dir) / name
+    return [
+        "scripts/evaluate.py", str(run_dir / "model.keras"), "--num-examples",
+        str(args.eval_examples), "--iw-samples", str(args.iw_samples), "--quiet",
+        "--output", str(run_dir / "evaluation.json"),
+    ]
+
+
+def table(args):
+    lines = [
+        f"Dynamically binarized MNIST, {args.epochs} epochs per run; IWAE NLL with "
+        f"k = {args.iw_samples} on the first {args.eval_examples} test images (the "
+        "same images for every row), evaluated on TensorFlow. Written by "
+        "`python benchmarks/improvements.py`.",
+        "",
+        "| run | change | test IWAE NLL | test -ELBO | active units | s/epoch (backend) | train command |",
+        "|---|---|---:|---:|---:|---:|---|",
+    ]
+    for name, (backend, flags, what) in RUNS.items():
+        run_dir = ROOT / args.runs_dir / name
+        try:
+            evaluation = json.loads((run_dir / "evaluation.json").read_text())
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+        except OSError:
+            continue
+        command = " ".join(train_command(name, flags, args)[1:-4])
+        lines.append(
+            f"| {name} | {what} | {evaluation['iw_nll']:.2f} | {evaluation['neg_elbo']:.2f} | "
+            f"{evaluation['active_units']}/{evaluation['latent_dim']} | "
+            f"{metrics['seconds_per_epoch']:.1f} ({backend}) | `{command}` |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv):
+    args = parse_args(argv)
+    for name in args.only or RUNS:
+        backend, flags, _ = RUNS[name]
+        run_dir = ROOT / args.runs_dir / name
+        if not (run_dir / "metrics.json").is_file():
+            run(train_command(name, flags, args), backend)
+        if not (run_dir / "evaluation.json").is_file():
+            run(evaluate_command(name, args), "tensorflow")
+        Path(args.output).write_text(table(args))
+    print(Path(args.output).read_text())
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
