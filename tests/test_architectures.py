@@ -136,3 +136,18 @@ def test_labels_are_checked(trained, mnist_subset):
         unconditional.decode(z, labels=3)
     with pytest.raises(ValueError, match="not conditional"):
         unconditional.generate_by_class(2)
+
+
+def test_likelihood_of_a_conditional_vae_needs_and_uses_labels(trained, mnist_subset):
+    from keras_vae import evaluation
+
+    _, _, models = trained
+    model, _ = models["conditional-mlp"]
+    images = (mnist_subset.x_test[:20] > 0.5).astype("float32")
+    labels = mnist_subset.y_test[:20]
+    with pytest.raises(ValueError, match="give labels"):
+        evaluation.evaluate_likelihood(model, images, iw_samples=10)
+    right = evaluation.evaluate_likelihood(model, images, labels=labels, iw_samples=200)
+    wrong = evaluation.evaluate_likelihood(model, images, labels=(labels + 5) % 10, iw_samples=200)
+    assert right["iw_nll"] <= right["neg_elbo"] + 0.5
+    assert right["iw_nll"] != wrong["iw_nll"]

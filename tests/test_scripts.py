@@ -101,6 +101,63 @@ def test_generate_gives_the_same_images_under_every_backend(run_dir, tmp_path, o
     np.testing.assert_allclose(np.load(here), np.load(there), atol=1e-5)
 
 
+@pytest.fixture(scope="module")
+def conditional_run(tmp_path_factory):
+    """A conditional conv VAE trained on the IWAE bound with KL warm-up."""
+    folder = tmp_path_factory.mktemp("conditional")
+    result = run_script(
+        "train.py",
+        "--epochs", "1", "--num-train", "512", "--num-test", "128",
+        "--latent-dim", "4", "--hidden-dim", "32", "--architecture", "conv", "--filters", "8,16",
+        "--conditional", "--iw-samples", "2", "--kl-warmup-epochs", "0.5", "--beta", "0.9",
+        "--binarize", "dynamic", "--output-dir", folder, "--verbose", "0",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return folder
+
+
+def test_train_records_and_applies_the_improvement_flags(conditional_run):
+    config = json.loads((conditional_run / "config.json").read_text())["config"]
+    assert config["architecture"] == "conv" and config["filters"] == [8, 16]
+    assert config["conditional"] is True and config["iw_samples"] == 2
+    assert config["beta"] == 0.9 and config["kl_warmup_epochs"] == 0.5
+    header = (conditional_run / "history.csv").read_text().splitlines()[0].split(",")
+    assert {"loss", "neg_elbo", "val_loss", "val_neg_elbo"} <= set(header)
+    metrics = json.loads((conditional_run / "metrics.json").read_text())
+    assert metrics["test_loss"] < metrics["test_neg_elbo"]  # the IWAE bound is tighter
+    for name in EXPECTED_FILES:
+        if "epoch_002" not in name:
+            assert (conditional_run / name).is_file(), name
+    from PIL import Image
+
+    grid = np.asarray(Image.open(conditional_run / "samples" / "epoch_001.png"))
+    assert grid.shape == (2 * (10 * 30 + 2), 2 * (8 * 30 + 2))  # one row per digit
+
+
+def test_generate_a_chosen_digit_and_every_digit(conditional_run, tmp_path):
+    model = conditional_run / "model.keras"
+    outputs = {}
+    for digit, num in (("3", "6"), ("all", "5")):
+        npy = tmp_path / f"{digit}.npy"
+        result = run_script(
+            "generate.py", model, "--digit", digit, "--num", num,
+            "--output", tmp_path / f"{digit}.png", "--npy", npy,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        outputs[digit] = np.load(npy)
+    assert outputs["3"].shape == (6, 28, 28)
+    assert outputs["all"].shape == (50, 28, 28)
+    # Row 3 of the grid decodes the same first five z as --digit 3.
+    np.testing.assert_allclose(outputs["all"][15:20], outputs["3"][:5], atol=1e-6)
+
+
+def test_generate_digit_errors(run_dir, conditional_run):
+    result = run_script("generate.py", run_dir / "model.keras", "--digit", "3")
+    _assert_one_line_error(result, "--digit needs a conditional model")
+    result = run_script("generate.py", conditional_run / "model.keras", "--digit", "12")
+    _assert_one_line_error(result, "--digit must be 0-9 or all")
+
+
 def _assert_one_line_error(result, *fragments):
     assert result.returncode != 0
     lines = error_lines(result)
@@ -147,6 +204,7 @@ def test_train_offline_without_data_says_how_to_provide_it(tmp_path):
         (["--latent-dim", "0"], "latent_dim must be > 0"),
         (["--learning-rate", "0"], "learning_rate must be > 0"),
         (["--dataset", "cifar"], "unknown dataset"),
+        (["--iw-samples", "5", "--free-bits", "0.5"], "free bits apply to the VAE objective"),
     ],
 )
 def test_train_rejects_bad_flags(flags, message):

@@ -1,5 +1,8 @@
 """TrainConfig: validation of every setting, and the learning-rate schedule."""
 
+import dataclasses
+import json
+
 import keras
 import pytest
 
@@ -28,3 +31,28 @@ def test_cosine_schedule_decays_to_one_percent():
     assert values[0] == pytest.approx(1e-3)
     assert values[1] == pytest.approx(1e-3 * (0.01 + 0.99 * 0.5), rel=1e-4)
     assert values[2] == pytest.approx(1e-5, rel=1e-3)
+
+
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        (dict(architecture="transformer"), "unknown architecture"),
+        (dict(architecture="conv", filters=(8, 16, 32)), "divisible by 8"),
+        (dict(architecture="resnet", blocks=0), "blocks must be > 0"),
+        (dict(beta=-1.0), "beta must be >= 0"),
+        (dict(kl_warmup_epochs=-2), "kl_warmup_epochs must be >= 0"),
+        (dict(free_bits=-0.1), "free_bits must be >= 0"),
+        (dict(iw_samples=0), "iw_samples must be >= 1"),
+        (dict(iw_samples=5, free_bits=0.5), "free bits apply to the VAE objective"),
+        (dict(conditional=True, dataset="binarized_mnist"), "has no labels"),
+    ],
+)
+def test_improvement_settings_are_checked(settings, message):
+    with pytest.raises(UserError, match=message):
+        TrainConfig(**settings)
+
+
+def test_filters_survive_the_json_round_trip(tmp_path):
+    config = TrainConfig(architecture="conv", filters=[16, 32])
+    assert config.filters == (16, 32)
+    assert TrainConfig(**json.loads(json.dumps(dataclasses.asdict(config)))) == config
