@@ -104,8 +104,8 @@ def free_bits_kl(z_mean, z_log_var, free_bits=0.0):
 
 
 def _has_sample_axis(outputs):
-    """True when `outputs` hold k samples per image, z of shape `(b, k, d)`."""
-    return len(outputs["z"].shape) == 3
+    """True when `outputs` hold k samples per image: logits `(b, k, H, W, C)`."""
+    return len(outputs["logits"].shape) == len(IMAGE_AXES) + 2
 
 
 def elbo_losses(images, outputs):

@@ -56,6 +56,17 @@ def digit_choice(text, model):
     return digit
 
 
+def check_grid(grid, num, digit):
+    """Raises `UserError` if `--grid` cannot hold the images or does not apply."""
+    if grid is None:
+        return
+    if digit == "all":
+        raise UserError("--grid does not apply to --digit all (one row per digit)")
+    rows, cols = grid
+    if rows * cols < num:
+        raise UserError(f"--grid {rows}x{cols} cannot hold --num {num} images")
+
+
 def main(argv):
     args = parse_args(argv)
     if args.num is not None and args.num <= 0:
@@ -66,21 +77,19 @@ def main(argv):
         raise UserError(f"--npy {args.npy} must end in .npy")
     if args.digit not in (None, "all") and not args.digit.lstrip("-").isdigit():
         raise UserError(f"--digit must be a digit 0-9 or all, got {args.digit!r}")
+    check_grid(args.grid, args.num or 64, args.digit)
 
     model = files.load_model(args.model)
     digit = digit_choice(args.digit, model)
+    check_grid(args.grid, args.num or 64, digit)
     if digit == "all":
         per_class = args.num or 10
-        if args.grid:
-            raise UserError("--grid does not apply to --digit all (one row per digit)")
         samples = model.generate_by_class(per_class, seed=args.seed)
         rows, cols = model.num_classes, per_class
         what = f"{per_class} samples of each of {model.num_classes} digits"
     else:
         num = args.num or 64
         rows, cols = args.grid or images.grid_shape(num)
-        if rows * cols < num:
-            raise UserError(f"--grid {rows}x{cols} cannot hold --num {num} images")
         samples = model.generate(num, seed=args.seed, labels=digit)
         what = f"{num} samples" + ("" if digit is None else f" of digit {digit}")
     images.save_grid(args.output, samples, rows, cols)
