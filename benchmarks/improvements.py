@@ -77,7 +77,7 @@ def table(args):
         "same images for every row), evaluated on TensorFlow. Written by "
         "`python benchmarks/improvements.py`.",
         "",
-        "| run | change | test IWAE NLL | test -ELBO | active units | s/epoch (backend) | train command |",
+        "| run | change | test IWAE NLL | test −ELBO | active units | s/epoch (backend) | train command |",
         "|---|---|---:|---:|---:|---:|---|",
     ]
     for name, (backend, flags, what) in RUNS.items():
@@ -87,7 +87,7 @@ def table(args):
             metrics = json.loads((run_dir / "metrics.json").read_text())
         except OSError:
             continue
-        command = " ".join(train_command(name, flags, args)[1:-4])
+        command = f"KERAS_BACKEND={backend} python " + " ".join(train_command(name, flags, args)[:-4])
         lines.append(
             f"| {name} | {what} | {evaluation['iw_nll']:.2f} | {evaluation['neg_elbo']:.2f} | "
             f"{evaluation['active_units']}/{evaluation['latent_dim']} | "

@@ -192,7 +192,9 @@ def training_curves(history_csv, path):
     ):
         shown = []
         series = [(prefix + key, name) for prefix, name in (("", "train"), ("val_", "validation"))]
-        if key == "loss" and any(r.get("neg_elbo", r["loss"]) != r["loss"] for r in rows):
+        if key == "loss" and not np.allclose(
+            [r.get("neg_elbo", r["loss"]) for r in rows], [r["loss"] for r in rows], rtol=1e-5
+        ):
             # Another objective than the ELBO: show the negative ELBO too.
             series += [("neg_elbo", "train -ELBO"), ("val_neg_elbo", "validation -ELBO")]
         for column, name in series:
