@@ -26,7 +26,9 @@ from keras_vae.files import load_model, save_model  # noqa: E402
 from keras_vae.layers import Sampling  # noqa: E402
 from keras_vae.losses import (  # noqa: E402
     elbo_losses,
+    iwae_loss,
     kl_divergence,
+    objective,
     reconstruction_loss,
 )
 from keras_vae.model import VAE  # noqa: E402
@@ -44,8 +46,10 @@ __all__ = [
     "build_decoder",
     "build_encoder",
     "elbo_losses",
+    "iwae_loss",
     "kl_divergence",
     "load_model",
+    "objective",
     "reconstruction_loss",
     "save_model",
 ]

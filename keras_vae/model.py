@@ -176,8 +176,12 @@ class VAE(keras.Model):
         logits = self.decoder(inputs, training=training)
         return ops.reshape(logits, (-1, samples, *self.image_shape))
 
-    def kl_weight(self, training=False):
-        """The KL term's weight: `beta`, ramped up from 0 while warming up."""
+    def step_kl_weight(self, training=False):
+        """This step's KL weight: `beta`, ramped up from 0 while warming up.
+
+        In training, also counts the step (the warm-up's clock); evaluation
+        always uses the full weight `beta`.
+        """
         if not training or self.warmup_step is None:
             return self.beta
         progress = ops.minimum(self.warmup_step / self.kl_warmup_steps, 1.0)
@@ -220,7 +224,7 @@ class VAE(keras.Model):
             "z_log_var": z_log_var,
             "z": z,
             "logits": logits,
-            "kl_weight": self.kl_weight(training),
+            "kl_weight": self.step_kl_weight(training),
         }
 
     # The objective ---------------------------------------------------------
