@@ -149,6 +149,7 @@ def importance_log_terms(images, logits, z, z_mean, z_log_var):
         A pair of tensors of shape `(b, k)`: `log p(x|z_i)` and
         `log p(z_i) - log q(z_i|x)`.
     """
+    z_mean, z_log_var = ops.convert_to_tensor(z_mean), ops.convert_to_tensor(z_log_var)
     mean, log_var = z_mean[:, None, :], z_log_var[:, None, :]
     log_px_given_z = -reconstruction_loss(images[:, None], logits)
     log_prior_ratio = standard_normal_log_density(z) - gaussian_log_density(
@@ -235,7 +236,7 @@ def gaussian_log_density(z, mean, log_var):
     Returns:
         A tensor of shape `(...)`.
     """
-    z = ops.convert_to_tensor(z)
+    z, mean, log_var = (ops.convert_to_tensor(t) for t in (z, mean, log_var))
     return -0.5 * ops.sum(
         LOG_2PI + log_var + ops.square(z - mean) * ops.exp(-log_var), axis=-1
     )
