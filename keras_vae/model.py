@@ -176,6 +176,10 @@ class VAE(keras.Model):
         logits = self.decoder(inputs, training=training)
         return ops.reshape(logits, (-1, samples, *self.image_shape))
 
+    def _per_sample(self, tensor):
+        """`(b, d)` -> `(b, iw_samples, d)`, repeating each row."""
+        return ops.repeat(tensor[:, None, :], self.iw_samples, axis=1)
+
     def step_kl_weight(self, training=False):
         """This step's KL weight: `beta`, ramped up from 0 while warming up.
 
@@ -212,11 +216,10 @@ class VAE(keras.Model):
         z_mean, z_log_var = self.encode_tensors(images, condition, training)
         if self.iw_samples == 1:
             z = self.sampling([z_mean, z_log_var])
-            inputs = z if condition is None else [z, condition]
-            logits = self.decoder(inputs, training=training)
-        else:
-            repeat = lambda t: ops.repeat(t[:, None, :], self.iw_samples, axis=1)
-            z = self.sampling([repeat(z_mean), repeat(z_log_var)])
+            decoder_inputs = z if condition is None else [z, condition]
+            logits = self.decoder(decoder_inputs, training=training)
+        else:  # k samples per image: (b, k, latent_dim)
+            z = self.sampling([self._per_sample(z_mean), self._per_sample(z_log_var)])
             logits = self.decode_samples(z, condition, training)
         return {
             "targets": images,
