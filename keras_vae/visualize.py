@@ -161,7 +161,10 @@ def interpolation(model, images, path, pairs=8, steps=10, seed=0, labels=None):
     ax = figure.subplots()
     ax.imshow(grid, cmap="gray", vmin=0, vmax=1)
     ax.set_axis_off()
-    ax.set_title("Interpolation between test images: original, decoded path of E[z|x], original")
+    title = "Interpolation between test images: original, decoded path of E[z|x], original"
+    if condition is not None:
+        title += "\n(conditional VAE: each row decoded as the digit of its left image)"
+    ax.set_title(title)
     return _save(figure, path)
 
 
