@@ -97,7 +97,12 @@ def free_bits_kl(z_mean, z_log_var, free_bits=0.0):
     Returns:
         A scalar tensor, in nats per image.
     """
-    per_dimension = ops.mean(kl_per_dimension(z_mean, z_log_var), axis=0)
+    return _floored_kl(kl_per_dimension(z_mean, z_log_var), free_bits)
+
+
+def _floored_kl(kl_dims, free_bits):
+    """sum_j max(free_bits, mean_batch kl_dims[:, j])."""
+    per_dimension = ops.mean(kl_dims, axis=0)
     if free_bits > 0:
         per_dimension = ops.maximum(per_dimension, free_bits)
     return ops.sum(per_dimension)
@@ -158,6 +163,13 @@ def importance_log_terms(images, logits, z, z_mean, z_log_var):
     return log_px_given_z, log_prior_ratio
 
 
+def _iwae_from_terms(log_px_given_z, log_prior_ratio, kl_weight):
+    """-mean_b log (1/k) sum_i exp(log p(x|z_i) + kl_weight * log-ratio_i)."""
+    log_weights = log_px_given_z + kl_weight * log_prior_ratio
+    samples = ops.cast(ops.shape(log_weights)[1], log_weights.dtype)
+    return -ops.mean(ops.logsumexp(log_weights, axis=1) - ops.log(samples))
+
+
 def iwae_loss(images, outputs, kl_weight=1.0):
     """The negative importance-weighted bound (Burda et al., 2015), batch mean.
 
@@ -173,12 +185,29 @@ def iwae_loss(images, outputs, kl_weight=1.0):
     Returns:
         A scalar tensor, in nats per image.
     """
-    log_px_given_z, log_prior_ratio = importance_log_terms(
+    return _iwae_from_terms(*_log_terms(images, outputs), kl_weight)
+
+
+def _log_terms(images, outputs):
+    return importance_log_terms(
         images, outputs["logits"], outputs["z"], outputs["z_mean"], outputs["z_log_var"]
     )
-    log_weights = log_px_given_z + kl_weight * log_prior_ratio
-    samples = ops.cast(ops.shape(log_weights)[1], log_weights.dtype)
-    return -ops.mean(ops.logsumexp(log_weights, axis=1) - ops.log(samples))
+
+
+def objective_problems(beta=1.0, free_bits=0.0, iw_samples=1):
+    """What is wrong with these objective settings: a list of messages."""
+    problems = []
+    if not beta >= 0:
+        problems.append(f"beta must be >= 0, got {beta}")
+    if not free_bits >= 0:
+        problems.append(f"free_bits must be >= 0, got {free_bits}")
+    if iw_samples < 1:
+        problems.append(f"iw_samples must be >= 1, got {iw_samples}")
+    elif iw_samples > 1 and free_bits > 0:
+        problems.append(
+            "free bits apply to the VAE objective (iw_samples 1), not to the IWAE bound"
+        )
+    return problems
 
 
 def objective(images, outputs, kl_weight=1.0, free_bits=0.0):
@@ -197,19 +226,22 @@ def objective(images, outputs, kl_weight=1.0, free_bits=0.0):
         A dict of scalar tensors in nats per image: `loss` (the objective),
         `neg_elbo`, `reconstruction_loss` and `kl_loss` (its two terms).
     """
-    elbo = elbo_losses(images, outputs)
+    kl_dims = kl_per_dimension(outputs["z_mean"], outputs["z_log_var"])
+    kl = ops.mean(ops.sum(kl_dims, axis=-1))
     if _has_sample_axis(outputs):
         if free_bits > 0:
             raise ValueError("free bits apply to one sample per image, not to the IWAE bound")
-        loss = iwae_loss(images, outputs, kl_weight)
+        log_px_given_z, log_prior_ratio = _log_terms(images, outputs)
+        reconstruction = -ops.mean(log_px_given_z)
+        loss = _iwae_from_terms(log_px_given_z, log_prior_ratio, kl_weight)
     else:
-        kl = free_bits_kl(outputs["z_mean"], outputs["z_log_var"], free_bits)
-        loss = elbo["reconstruction_loss"] + kl_weight * kl
+        reconstruction = ops.mean(reconstruction_loss(images, outputs["logits"]))
+        loss = reconstruction + kl_weight * _floored_kl(kl_dims, free_bits)
     return {
         "loss": loss,
-        "neg_elbo": elbo["loss"],
-        "reconstruction_loss": elbo["reconstruction_loss"],
-        "kl_loss": elbo["kl_loss"],
+        "neg_elbo": reconstruction + kl,
+        "reconstruction_loss": reconstruction,
+        "kl_loss": kl,
     }
 
 

@@ -124,17 +124,9 @@ class VAE(keras.Model):
         self.build((None, *self.image_shape))
 
     def _check_objective(self):
-        problems = []
-        if not self.beta >= 0:
-            problems.append(f"beta must be >= 0, got {self.beta}")
+        problems = losses.objective_problems(self.beta, self.free_bits, self.iw_samples)
         if self.kl_warmup_steps < 0:
             problems.append(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
-        if not self.free_bits >= 0:
-            problems.append(f"free_bits must be >= 0, got {self.free_bits}")
-        if self.iw_samples < 1:
-            problems.append(f"iw_samples must be >= 1, got {self.iw_samples}")
-        if self.iw_samples > 1 and self.free_bits > 0:
-            problems.append("free bits apply to one sample per image (iw_samples=1), not to the IWAE bound")
         if self.num_classes < 0:
             problems.append(f"num_classes must be >= 0, got {self.num_classes}")
         if problems:
@@ -359,11 +351,15 @@ class VAE(keras.Model):
         Returns:
             A NumPy array `(num_classes * per_class, *image_shape)`, row-major.
         """
+        return self.decode(*self.class_grid_inputs(per_class, seed))
+
+    def class_grid_inputs(self, per_class, seed=0):
+        """The `(z, labels)` that `generate_by_class` decodes, row-major."""
         if not self.conditional:
             raise ValueError("this model is not conditional: it takes no labels")
         z = np.tile(self.sample_prior(per_class, seed), (self.num_classes, 1))
         labels = np.repeat(np.arange(self.num_classes), per_class)
-        return self.decode(z, labels)
+        return z, labels
 
     # Serialization ---------------------------------------------------------
 

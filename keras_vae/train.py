@@ -29,7 +29,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_vae import callbacks, data, evaluation, files, visualize
+from keras_vae import callbacks, data, evaluation, files, losses, visualize
 from keras_vae.backend import list_devices
 from keras_vae.errors import UserError
 from keras_vae.model import VAE
@@ -118,13 +118,9 @@ class TrainConfig:
             check_architecture(self.architecture, self.filters, self.blocks)
         except ValueError as error:
             problems.append(str(error))
-        for name in ("beta", "kl_warmup_epochs", "free_bits"):
-            if not getattr(self, name) >= 0:
-                problems.append(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.iw_samples < 1:
-            problems.append(f"iw_samples must be >= 1, got {self.iw_samples}")
-        elif self.iw_samples > 1 and self.free_bits > 0:
-            problems.append("free bits apply to the VAE objective (iw_samples 1), not to the IWAE bound")
+        problems += losses.objective_problems(self.beta, self.free_bits, self.iw_samples)
+        if not self.kl_warmup_epochs >= 0:
+            problems.append(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
         if self.conditional and self.dataset == "binarized_mnist":
             problems.append("binarized_mnist has no labels, so it cannot train a conditional VAE")
         for name in ("epochs", "batch_size", "latent_dim", "hidden_dim"):
@@ -311,9 +307,8 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
     originals = dataset.x_test[chosen]
     labels = dataset.y_test[chosen] if model.conditional else None
     if model.conditional:  # one row per digit, the same z in each column
-        grid_rows, grid_cols = data.NUM_CLASSES, NUM_SAMPLES // 8
-        sample_z = np.tile(model.sample_prior(grid_cols, seed=config.seed), (grid_rows, 1))
-        sample_labels = np.repeat(np.arange(grid_rows), grid_cols)
+        grid_rows, grid_cols = model.num_classes, NUM_SAMPLES // 8
+        sample_z, sample_labels = model.class_grid_inputs(grid_cols, seed=config.seed)
     else:
         grid_rows = grid_cols = sample_labels = None
         sample_z = model.sample_prior(NUM_SAMPLES, seed=config.seed)

@@ -22,6 +22,16 @@ from keras_vae.errors import UserError
 PROG = "generate.py"
 
 
+def parse_digit(text):
+    """`--digit`: `"all"` or a class number, for `argparse`."""
+    if text == "all":
+        return text
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a digit 0-9 or all, got {text!r}")
+
+
 def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog=PROG,
@@ -30,7 +40,7 @@ def parse_args(argv):
     )
     parser.add_argument("model", help="a .keras file written by train.py")
     parser.add_argument("--num", type=int, default=None, help="number of images (default 64), or images per digit with --digit all (default 10)")
-    parser.add_argument("--digit", default=None, help="conditional models only: the digit (class) to generate, 0-9, or 'all' for one row per digit (the default for them)")
+    parser.add_argument("--digit", type=parse_digit, default=None, help="conditional models only: the digit (class) to generate, 0-9, or 'all' for one row per digit (the default for them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent draw")
     parser.add_argument("--output", default="samples.png", help="PNG grid to write")
     parser.add_argument("--npy", default=None, help="also save the pixel probabilities, shape (num, 28, 28), to this .npy file")
@@ -39,20 +49,16 @@ def parse_args(argv):
     return parser.parse_args(argv)
 
 
-def digit_choice(text, model):
+def digit_choice(digit, model):
     """`None` (unconditional), `"all"` or a class index, from `--digit`."""
     if not model.conditional:
-        if text is not None:
+        if digit is not None:
             raise UserError("--digit needs a conditional model (trained with --conditional)")
         return None
-    if text is None or text == "all":
+    if digit is None or digit == "all":
         return "all"
-    try:
-        digit = int(text)
-    except ValueError:
-        digit = -1
     if not 0 <= digit < model.num_classes:
-        raise UserError(f"--digit must be 0-{model.num_classes - 1} or all, got {text!r}")
+        raise UserError(f"--digit must be 0-{model.num_classes - 1} or all, got {digit!r}")
     return digit
 
 
@@ -75,8 +81,6 @@ def main(argv):
         raise UserError(f"--output {args.output} must end in .png")
     if args.npy and Path(args.npy).suffix != ".npy":
         raise UserError(f"--npy {args.npy} must end in .npy")
-    if args.digit not in (None, "all") and not args.digit.lstrip("-").isdigit():
-        raise UserError(f"--digit must be a digit 0-9 or all, got {args.digit!r}")
     check_grid(args.grid, args.num or 64, args.digit)
 
     model = files.load_model(args.model)
