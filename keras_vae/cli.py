@@ -17,6 +17,16 @@ from keras_vae import data, files
 from keras_vae.errors import UserError
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows each flag's default, unless its help already says it or it has none."""
+
+    def _get_help_string(self, action):
+        help_text = action.help or ""
+        if action.default is None or action.default is False or "default" in help_text:
+            return help_text
+        return super()._get_help_string(action)
+
+
 def run(main, prog, argv=None):
     """Runs `main(argv)` and turns a `UserError` into a one-line message.
 

@@ -25,7 +25,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Likelihood evaluation of a saved keras-vae model on a test split.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     cli.add_test_data_flags(parser, default_binarize="dynamic")
     parser.add_argument("--iw-samples", type=int, default=5000, help="importance samples k per image (5000: Burda et al.)")

@@ -36,7 +36,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Decode samples from the prior of a saved keras-vae model.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("model", help="a .keras file written by train.py")
     parser.add_argument("--num", type=int, default=None, help="number of images (default 64), or images per digit with --digit all (default 10)")

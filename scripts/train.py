@@ -22,7 +22,7 @@ def parse_args(argv):
         prog=PROG,
         description="Train a variational autoencoder on MNIST with Keras 3. "
         "Set KERAS_BACKEND=tensorflow|jax|torch to choose the engine.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help="passes over the training set")
     parser.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per gradient step")

@@ -24,7 +24,7 @@ def parse_args(argv):
     parser = argparse.ArgumentParser(
         prog=PROG,
         description="Pictures of a saved keras-vae model and of its training run.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=cli.HelpFormatter,
     )
     cli.add_test_data_flags(parser, default_binarize="none")
     parser.add_argument("--output-dir", default=None, help="folder for the pictures (default: figures/ beside the model)")

@@ -214,3 +214,11 @@ def test_train_rejects_bad_flags(flags, message):
 def test_unknown_backend_is_named(tmp_path):
     result = run_script("generate.py", tmp_path / "m.keras", backend="mxnet")
     _assert_one_line_error(result, "mxnet", "tensorflow, jax, torch")
+
+
+@pytest.mark.parametrize("name", ["train.py", "evaluate.py", "generate.py", "visualize.py"])
+def test_help_shows_real_defaults_only(name):
+    result = run_script(name, "--help")
+    assert result.returncode == 0, result.stderr
+    assert "(default: None)" not in result.stdout and "(default: False)" not in result.stdout
+    assert "(default: " in result.stdout  # the defaults that exist are still shown
