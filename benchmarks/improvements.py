@@ -4,9 +4,9 @@ Trains one run per row of `RUNS` with `scripts/train.py` (dynamically
 binarized MNIST, `--epochs` for every row but those that set their own),
 estimates each model's test log-likelihood with `scripts/evaluate.py` (IWAE,
 k importance samples, on the first N test images: the same images for every
-row), and writes the table to `benchmarks/IMPROVEMENTS.md`. Runs already finished in `--runs-dir` are not
-trained again, so the script can be stopped and started; pass `--only NAME`
-to run some rows.
+row), and writes the table to `benchmarks/IMPROVEMENTS.md`. Runs already
+finished in `--runs-dir` are not trained again, so the script can be stopped
+and started; pass `--only NAME` to run some rows.
 """
 
 import argparse

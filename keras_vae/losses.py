@@ -83,7 +83,7 @@ def kl_divergence(z_mean, z_log_var):
     return ops.sum(kl_per_dimension(z_mean, z_log_var), axis=-1)
 
 
-def free_bits_kl(z_mean, z_log_var, free_bits=0.0):
+def free_bits_kl(kl_dims, free_bits=0.0):
     """The batch's mean KL with each dimension's share floored at `free_bits`.
 
     sum_j max(free_bits, mean_batch KL_j) (Kingma et al., 2016): below the
@@ -91,17 +91,13 @@ def free_bits_kl(z_mean, z_log_var, free_bits=0.0):
     `free_bits=0` this is the mean KL.
 
     Args:
-        z_mean, z_log_var: posterior parameters, shape `(batch, latent_dim)`.
+        kl_dims: the KL of each latent dimension, shape `(batch, latent_dim)`,
+            from `kl_per_dimension`.
         free_bits: the floor in nats per latent dimension.
 
     Returns:
         A scalar tensor, in nats per image.
     """
-    return _floored_kl(kl_per_dimension(z_mean, z_log_var), free_bits)
-
-
-def _floored_kl(kl_dims, free_bits):
-    """sum_j max(free_bits, mean_batch kl_dims[:, j])."""
     per_dimension = ops.mean(kl_dims, axis=0)
     if free_bits > 0:
         per_dimension = ops.maximum(per_dimension, free_bits)
@@ -236,7 +232,7 @@ def objective(images, outputs, kl_weight=1.0, free_bits=0.0):
         loss = _iwae_from_terms(log_px_given_z, log_prior_ratio, kl_weight)
     else:
         reconstruction = ops.mean(reconstruction_loss(images, outputs["logits"]))
-        loss = reconstruction + kl_weight * _floored_kl(kl_dims, free_bits)
+        loss = reconstruction + kl_weight * free_bits_kl(kl_dims, free_bits)
     return {
         "loss": loss,
         "neg_elbo": reconstruction + kl,
