@@ -48,10 +48,70 @@ def torch_train_step(model, data):
     model.zero_grad()
     losses = model.compute_losses(inputs, training=True)
     losses["loss"].backward()
-    gradients = [variable.value.grad for variable in model.trainable_weights]
+    variables = model.trainable_weights
+    gradients = [variable.value.grad for variable in variables]
     with torch.no_grad():
-        model.optimizer.apply(gradients, model.trainable_weights)
+        if fused_adam_applies(model.optimizer, gradients):
+            torch_fused_adam(model.optimizer, gradients, variables)
+        else:
+            model.optimizer.apply(gradients, variables)
     return _update_trackers(model, losses)
+
+
+def fused_adam_applies(optimizer, gradients):
+    """True when `torch_fused_adam` computes exactly `optimizer.apply`.
+
+    That is a built Keras `Adam` (not a subclass) with none of the options
+    the fused kernel leaves out: AMSGrad, weight decay, clipping, EMA, loss
+    scaling, gradient accumulation; and a gradient for every variable.
+    """
+    return (
+        isinstance(optimizer, keras.optimizers.Adam)
+        and type(optimizer).__module__.startswith("keras.")
+        and optimizer.built
+        and not optimizer.amsgrad
+        and not optimizer.weight_decay
+        and optimizer.clipnorm is None
+        and optimizer.clipvalue is None
+        and optimizer.global_clipnorm is None
+        and not optimizer.use_ema
+        and optimizer.loss_scale_factor is None
+        and not optimizer.gradient_accumulation_steps
+        and all(gradient is not None for gradient in gradients)
+    )
+
+
+def torch_fused_adam(optimizer, gradients, variables):
+    """Keras's Adam update, in one call of PyTorch's fused Adam kernel.
+
+    Keras's Adam on the torch backend chains a dozen `torch._foreach_*` ops
+    with temporaries (measured 4.4 ms per step for the default VAE on two CPU
+    cores); `torch._fused_adam_` does the same update in one pass (0.3 ms).
+    The two place epsilon differently: Keras divides by `sqrt(v) + eps` and
+    scales the step by `sqrt(1 - beta_2^t)`, PyTorch divides by
+    `sqrt(v) / sqrt(1 - beta_2^t) + eps`; giving PyTorch
+    `eps / sqrt(1 - beta_2^t)` makes them the same update.
+    """
+    import torch
+
+    step = int(optimizer.iterations.value) + 1
+    index = optimizer._get_variable_index
+    torch._fused_adam_(
+        [variable.value for variable in variables],
+        gradients,
+        [optimizer._momentums[index(variable)].value for variable in variables],
+        [optimizer._velocities[index(variable)].value for variable in variables],
+        [],
+        [torch.tensor(float(step))] * len(variables),
+        lr=float(optimizer.learning_rate),
+        beta1=optimizer.beta_1,
+        beta2=optimizer.beta_2,
+        weight_decay=0.0,
+        eps=optimizer.epsilon / (1.0 - optimizer.beta_2**step) ** 0.5,
+        amsgrad=False,
+        maximize=False,
+    )
+    optimizer.iterations.assign_add(1)
 
 
 def stateful_test_step(model, data):

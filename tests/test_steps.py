@@ -1,0 +1,91 @@
+"""The per-backend gradient steps: the torch step's fused Adam is Keras's Adam."""
+
+import keras
+import numpy as np
+import pytest
+
+from keras_vae import VAE, steps
+
+torch_only = pytest.mark.skipif(
+    keras.backend.backend() != "torch", reason="the fused Adam path is the torch step's"
+)
+
+SHAPES = [(7, 5), (5,), (3,)]
+
+
+def _variables(rng):
+    values = [rng.normal(size=shape).astype("float32") for shape in SHAPES]
+    return [keras.Variable(v) for v in values], [keras.Variable(v) for v in values]
+
+
+@torch_only
+@pytest.mark.parametrize(
+    "learning_rate",
+    [1e-3, keras.optimizers.schedules.CosineDecay(1e-2, decay_steps=15)],
+    ids=["constant", "cosine"],
+)
+@pytest.mark.parametrize("scale", [1.0, 1e-7], ids=["unit", "epsilon-sized"])
+def test_fused_adam_is_keras_adam(learning_rate, scale):
+    # Gradients of epsilon's size make the placement of epsilon matter.
+    import torch
+
+    rng = np.random.default_rng(0)
+    reference, fused = _variables(rng)
+    keras_adam = keras.optimizers.Adam(learning_rate)
+    fused_adam = keras.optimizers.Adam(learning_rate)
+    keras_adam.build(reference)
+    fused_adam.build(fused)
+    for _ in range(20):
+        gradients = [
+            torch.from_numpy((scale * rng.normal(size=shape)).astype("float32"))
+            for shape in SHAPES
+        ]
+        with torch.no_grad():
+            keras_adam.apply([g.clone() for g in gradients], reference)
+            assert steps.fused_adam_applies(fused_adam, gradients)
+            steps.torch_fused_adam(fused_adam, [g.clone() for g in gradients], fused)
+    assert int(fused_adam.iterations.numpy()) == int(keras_adam.iterations.numpy()) == 20
+    for a, b in zip(keras_adam.variables, fused_adam.variables):  # weights' moments too
+        np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6)
+    initial, _ = _variables(np.random.default_rng(0))
+    for a, b, start in zip(reference, fused, initial):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-6, atol=1e-6)
+        assert np.abs(b.numpy() - start.numpy()).min() > 1e-6  # it did move
+
+
+OTHER_OPTIMIZERS = {
+    "amsgrad": lambda: keras.optimizers.Adam(amsgrad=True),
+    "clipnorm": lambda: keras.optimizers.Adam(clipnorm=1.0),
+    "global_clipnorm": lambda: keras.optimizers.Adam(global_clipnorm=1.0),
+    "weight_decay": lambda: keras.optimizers.Adam(weight_decay=0.1),
+    "ema": lambda: keras.optimizers.Adam(use_ema=True),
+    "accumulation": lambda: keras.optimizers.Adam(gradient_accumulation_steps=2),
+    "adamw": keras.optimizers.AdamW,
+    "sgd": keras.optimizers.SGD,
+}
+
+
+@torch_only
+@pytest.mark.parametrize("name", OTHER_OPTIMIZERS)
+def test_other_optimizers_take_keras_apply(name, mnist_subset):
+    variables, _ = _variables(np.random.default_rng(0))
+    gradients = [np.zeros(shape, "float32") for shape in SHAPES]
+    optimizer = OTHER_OPTIMIZERS[name]()
+    optimizer.build(variables)
+    assert not steps.fused_adam_applies(optimizer, gradients)
+    # ... and the model still trains, through `optimizer.apply`.
+    model = VAE(seed=0)
+    model.compile(optimizer=OTHER_OPTIMIZERS[name]())
+    history = model.fit(mnist_subset.x_train[:256], batch_size=128, verbose=0)
+    assert np.isfinite(history.history["loss"][0])
+
+
+@torch_only
+def test_missing_gradient_takes_keras_apply():
+    variables, _ = _variables(np.random.default_rng(0))
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(variables)
+    gradients = [np.zeros(shape, "float32") for shape in SHAPES]
+    assert not steps.fused_adam_applies(keras.optimizers.Adam(), gradients)  # not built
+    assert steps.fused_adam_applies(optimizer, gradients)
+    assert not steps.fused_adam_applies(optimizer, [None, *gradients[1:]])
