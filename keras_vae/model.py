@@ -138,9 +138,13 @@ class VAE(keras.Model):
         return self.num_classes > 0
 
     def build(self, input_shape):
-        # The encoder and decoder are built by construction; the sampling
-        # layer owns no weights, only its seed state.
+        # The encoder and decoder are built by construction; the sampling and
+        # binarization layers own no weights, only their seed state. Every
+        # layer must be built: JAX's `predict_on_batch` runs the model
+        # eagerly, every call, while any layer is not.
         self.sampling.build([(None, self.latent_dim)] * 2)
+        if self.binarization is not None:
+            self.binarization.build((None, *self.image_shape))
         self.built = True
 
     # The networks, with the label when conditional --------------------------
