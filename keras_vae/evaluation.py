@@ -28,6 +28,10 @@ from keras import ops
 from keras_vae import losses
 
 ACTIVE_UNIT_THRESHOLD = 0.01
+# Latent vectors decoded per forward pass: one image's k = 5000 samples. JAX
+# ran 3 images per pass (16384 rows) at 29-36 ms per image and 1 at 24-29;
+# TensorFlow runs both alike (`python benchmarks/run.py`, IWAE column).
+MAX_ROWS = 5000
 
 
 class ImportanceSampler(keras.Model):
@@ -67,7 +71,7 @@ def _logmeanexp(values, axis):
 
 
 def evaluate_likelihood(
-    vae, images, labels=None, iw_samples=5000, seed=0, max_rows=16384, verbose=0
+    vae, images, labels=None, iw_samples=5000, seed=0, max_rows=MAX_ROWS, verbose=0
 ):
     """Estimates the negative ELBO and log-likelihood of `images` under `vae`.
 

@@ -32,7 +32,7 @@ def parse_args(argv):
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
     parser.add_argument("--output", default=None, help="also write the results to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--max-rows", type=int, default=16384, help="latent vectors decoded per forward pass (memory vs. speed)")
+    parser.add_argument("--max-rows", type=int, default=evaluation.MAX_ROWS, help="latent vectors decoded per forward pass (memory vs. speed)")
     cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
