@@ -3,6 +3,7 @@
     python benchmarks/run.py [--backends tensorflow,jax,torch] [--epochs 4]
                              [--batch-size 128] [--jit-compile auto|true|false]
                              [--steps-per-execution 1] [--iwae-images 1000]
+                             [--rounds 1]
 
 Trains the original model (784-512-20, batch 128, Adam 1e-3) on MNIST held in
 memory, each backend in its own process, and the identical model with the
@@ -16,7 +17,13 @@ starting Python and loading the model. Writes a Markdown table
 (benchmarks/RESULTS.md) and a bar chart (benchmarks/results.png).
 
 Ratios from one invocation are what count: machines are noisy, and every
-number of a table comes from the same run on the same machine.
+number of a table comes from the same run on the same machine. With
+`--rounds N` the PyTorch loop and every backend are trained N times,
+interleaved (loop, backends, loop, backends, ...), so that a slow spell of the
+machine hits all of them: seconds per epoch are then the median over the
+rounds, and each ratio the median of the N ratios to the loop of the same
+round. Memory, callbacks, evaluation and generation are measured in the
+first round.
 """
 
 import argparse
@@ -47,14 +54,17 @@ def parse_args():
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--jit-compile", default="auto", choices=("auto", "true", "false"))
     parser.add_argument("--steps-per-execution", type=int, default=1, help="tensorflow and jax only; torch needs 1")
-    parser.add_argument("--num-train", type=int, default=None, help="training images (default: all 60 000)")
+    parser.add_argument("--num-train", type=int, default=None, help="training images; all 60 000 when not given")
     parser.add_argument("--iwae-images", type=int, default=1000, help="test images for the IWAE timing (0: skip)")
     parser.add_argument("--skip-generate", action="store_true", help="do not time generate.py")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved repeats of every training run")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--chart", default=str(HERE / "results.png"))
     args = parser.parse_args()
     if args.epochs < 2:
         parser.error("--epochs must be >= 2 (one warm-up, then timed epochs)")
+    if args.rounds < 1:
+        parser.error("--rounds must be >= 1")
     return args
 
 
@@ -97,36 +107,74 @@ def main():
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
     from keras_vae import VAE, data, files
+    from keras_vae.errors import UserError
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
-    dataset = data.load_dataset("mnist", num_train=args.num_train)
+    try:
+        dataset = data.load_dataset("mnist", num_train=args.num_train)
+    except UserError as error:  # e.g. MNIST not prepared and no network
+        raise SystemExit(f"benchmark: {error}") from None
     num_train = len(dataset.x_train)
     with tempfile.TemporaryDirectory() as folder:
         arrays = Path(folder) / "mnist.npz"
         np_save(arrays, dataset)
-        results = []
-        raw = run_json([sys.executable, HERE / "torch_loop.py", Path(folder) / "x_train.npy",
-                        "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)])
-        results.append(summarize(BASELINE, raw, num_train))
-        print(f"benchmark: {BASELINE}: {results[-1]['seconds_per_epoch']:.2f} s/epoch", flush=True)
         model_path = Path(folder) / "model.keras"
         files.save_model(VAE(), model_path)
-        for backend in backends:
-            spe = 1 if backend == "torch" else args.steps_per_execution
-            command = [sys.executable, HERE / "keras_worker.py", arrays,
-                       "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                       "--jit-compile", args.jit_compile,
-                       "--steps-per-execution", str(spe),
-                       "--iwae-images", str(args.iwae_images),
-                       "--callback-dir", Path(folder) / f"callbacks-{backend}"]
-            results.append(summarize(backend, run_json(command, backend), num_train))
-            if not args.skip_generate:
-                results[-1]["generate_seconds"] = time_generate(backend, model_path, folder)
-            print(f"benchmark: {backend}: {results[-1]['seconds_per_epoch']:.2f} s/epoch", flush=True)
+        rounds = []
+        for round_index in range(args.rounds):
+            first = round_index == 0
+            raw = run_json([sys.executable, HERE / "torch_loop.py", Path(folder) / "x_train.npy",
+                            "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)])
+            runs = [summarize(BASELINE, raw, num_train)]
+            report(round_index, runs[-1])
+            for backend in backends:
+                spe = 1 if backend == "torch" else args.steps_per_execution
+                command = [sys.executable, HERE / "keras_worker.py", arrays,
+                           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                           "--jit-compile", args.jit_compile,
+                           "--steps-per-execution", str(spe),
+                           "--iwae-images", str(args.iwae_images if first else 0),
+                           "--callback-dir", Path(folder) / f"callbacks-{backend}"]
+                runs.append(summarize(backend, run_json(command, backend), num_train))
+                if first and not args.skip_generate:
+                    runs[-1]["generate_seconds"] = time_generate(backend, model_path, folder)
+                report(round_index, runs[-1])
+            rounds.append(runs)
+        results = combine(rounds)
     table = markdown(results, args, num_train)
     Path(args.output).write_text(table)
     chart(results, args.chart)
     print(table)
+
+
+def report(round_index, result):
+    print(f"benchmark: round {round_index + 1}: {result['name']}: "
+          f"{result['seconds_per_epoch']:.2f} s/epoch", flush=True)
+
+
+def combine(rounds):
+    """One result per engine from the rounds (lists of results, loop first).
+
+    Seconds per epoch and images per second: the median over the rounds;
+    `ratio`: the median of each round's ratio to that round's PyTorch loop;
+    everything else: the first round's.
+    """
+    results = []
+    for position, first in enumerate(rounds[0]):
+        runs = [runs[position] for runs in rounds]
+        seconds = statistics.median(r["seconds_per_epoch"] for r in runs)
+        ratio = statistics.median(
+            run["seconds_per_epoch"] / loop["seconds_per_epoch"]
+            for run, (loop, *_) in zip(runs, rounds)
+        )
+        results.append({
+            **first,
+            "seconds_per_epoch": seconds,
+            "images_per_second": statistics.median(r["images_per_second"] for r in runs),
+            "ratio": ratio,
+            "round_seconds": [r["seconds_per_epoch"] for r in runs],
+        })
+    return results
 
 
 def np_save(path, dataset):
@@ -151,29 +199,33 @@ def machine():
 
 
 def markdown(results, args, num_train):
-    baseline = results[0]["seconds_per_epoch"]
+    rounds = len(results[0]["round_seconds"])
     lines = [
         "# Benchmark results",
         "",
         f"Made by `python benchmarks/run.py --epochs {args.epochs} --batch-size {args.batch_size} "
-        f"--jit-compile {args.jit_compile} --steps-per-execution {args.steps_per_execution}` "
-        f"on {datetime.date.today()}, on {machine()}. "
+        f"--jit-compile {args.jit_compile} --steps-per-execution {args.steps_per_execution} "
+        f"--rounds {rounds}` on {datetime.date.today()}, on {machine()}. "
         f"{num_train} training images; seconds per epoch are the median of {args.epochs - 1} "
-        "epochs after a warm-up epoch, training only (no validation).",
+        "epochs after a warm-up epoch, training only (no validation)"
+        + (f", then the median over {rounds} interleaved rounds; each ratio is the median of the "
+           "rounds' ratios to the PyTorch loop of the same round (seconds of each round in the "
+           "last column)." if rounds > 1 else "."),
         "",
-        "| engine | s/epoch | × PyTorch loop | images/s | compile s | peak RSS MB | RSS growth MB | callbacks s/epoch | validation s | IWAE k=5000 s per 1000 images | generate.py s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| engine | s/epoch | × PyTorch loop | images/s | compile s | peak RSS MB | RSS growth MB | callbacks s/epoch | validation s | IWAE k=5000 s per 1000 images | generate.py s | s/epoch by round |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     def cell(result, key, fmt):
         return format(result[key], fmt) if key in result else "–"
     for r in results:
         lines.append(
-            f"| {r['name']} | {r['seconds_per_epoch']:.2f} | {r['seconds_per_epoch'] / baseline:.2f} "
+            f"| {r['name']} | {r['seconds_per_epoch']:.2f} | {r['ratio']:.2f} "
             f"| {r['images_per_second']:,.0f} | {r['compile_seconds']:.1f} | {r['peak_rss_mb']:.0f} "
             f"| {r['rss_growth_mb']:+.0f} | {cell(r, 'callback_seconds_per_epoch', '.2f')} "
             f"| {cell(r, 'validation_seconds', '.2f')} "
             f"| {format(r['iwae_seconds'] * 1000 / args.iwae_images, '.1f') if 'iwae_seconds' in r else '–'} "
-            f"| {cell(r, 'generate_seconds', '.1f')} |"
+            f"| {cell(r, 'generate_seconds', '.1f')} "
+            f"| {', '.join(format(x, '.2f') for x in r['round_seconds'])} |"
         )
     lines += ["", "RSS growth is measured from the end of the first timed epoch to the end of the last. Compile s is the warm-up epoch minus the median epoch; it is negative when the run's noise exceeds the compile time.", ""]
     return "\n".join(lines)

@@ -35,3 +35,28 @@ def test_table_rows_read_the_runs_and_name_each_rows_epochs(tmp_path):
     assert "--epochs 10 --lr-schedule" not in rows["best"]
     assert "train.py --binarize dynamic --epochs 25 --architecture resnet --iw-samples 5 --lr-schedule cosine`" in rows["best"]
     assert "--output-dir" not in rows["best"]
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("benchmark_run", ROOT / "benchmarks" / "run.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rounds_combine_into_medians_and_same_round_ratios():
+    run = load_benchmark()
+
+    def result(name, seconds, **extra):
+        return {"name": name, "seconds_per_epoch": seconds, "images_per_second": 60000 / seconds, **extra}
+
+    rounds = [  # the machine is twice as slow in round 2: ratios stay put
+        [result("pytorch-loop", 4.0), result("jax", 2.0, iwae_seconds=30.0)],
+        [result("pytorch-loop", 8.0), result("jax", 4.4)],
+        [result("pytorch-loop", 4.2), result("jax", 2.2)],
+    ]
+    loop, jax = run.combine(rounds)
+    assert loop["ratio"] == 1.0 and loop["seconds_per_epoch"] == 4.2
+    assert jax["seconds_per_epoch"] == 2.2 and jax["round_seconds"] == [2.0, 4.4, 2.2]
+    assert abs(jax["ratio"] - 2.2 / 4.2) < 1e-12  # median of 0.5, 0.55, 0.524
+    assert jax["iwae_seconds"] == 30.0  # measured in the first round only
