@@ -3,7 +3,7 @@
 import importlib.util
 import json
 
-from conftest import ROOT
+from conftest import ROOT, run_python
 
 
 def load_improvements():
@@ -60,3 +60,15 @@ def test_rounds_combine_into_medians_and_same_round_ratios():
     assert jax["seconds_per_epoch"] == 2.2 and jax["round_seconds"] == [2.0, 4.4, 2.2]
     assert abs(jax["ratio"] - 2.2 / 4.2) < 1e-12  # median of 0.5, 0.55, 0.524
     assert jax["iwae_seconds"] == 30.0  # measured in the first round only
+
+
+def test_torch_step_breakdown_prints_every_part():
+    result = run_python([str(ROOT / "benchmarks" / "torch_step.py"), "--repeats", "2"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == [
+        "| forward + losses", "| forward + backward", "| Adam: Keras's optimizer.apply",
+        "| Adam: fused (what the step uses)", "| loss trackers", "| whole train_step",
+    ]
+    for row in rows[1:]:
+        assert float(row.split(" | ")[1]) > 0

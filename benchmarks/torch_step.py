@@ -1,0 +1,121 @@
+"""Where the torch backend's training step spends its time, against the loop.
+
+    python benchmarks/torch_step.py [--batch-size 128] [--repeats 200]
+
+Times the parts of one training step of keras_vae's default VAE on the torch
+backend (forward pass with the losses, forward and backward, Keras's
+`Adam.apply`, the fused Adam the torch step uses instead, the loss trackers,
+the whole `train_step`) and the same parts of the plain PyTorch loop of
+benchmarks/torch_loop.py, on one fixed batch, in one process. Prints a
+Markdown table of milliseconds per step: the best of 5 means over
+`--repeats` calls each, so that the machine's slow spells count least.
+"""
+
+import argparse
+import os
+import time
+
+os.environ["KERAS_BACKEND"] = "torch"
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+import torch_loop  # noqa: E402
+from keras_vae import VAE, steps  # noqa: E402
+
+
+def milliseconds(function, repeats):
+    for _ in range(max(1, repeats // 10)):
+        function()
+    best = float("inf")
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(repeats):
+            function()
+        best = min(best, (time.perf_counter() - start) / repeats * 1e3)
+    return best
+
+
+def keras_parts(images, repeats):
+    keras.utils.set_random_seed(0)
+    model = VAE()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3))
+    model.optimizer.build(model.trainable_weights)
+
+    def forward_backward():
+        model.zero_grad()
+        losses = model.compute_losses(images, training=True)
+        losses["loss"].backward()
+        return losses
+
+    losses = forward_backward()
+    variables = model.trainable_weights
+    gradients = [v.value.grad for v in variables]
+
+    def keras_adam():
+        with torch.no_grad():
+            model.optimizer.apply(gradients, variables)
+
+    def fused_adam():
+        with torch.no_grad():
+            steps.torch_fused_adam(model.optimizer, gradients, variables)
+
+    return {
+        "forward + losses": milliseconds(lambda: model.compute_losses(images, training=True), repeats),
+        "forward + backward": milliseconds(forward_backward, repeats),
+        "Adam: Keras's optimizer.apply": milliseconds(keras_adam, repeats),
+        "Adam: fused (what the step uses)": milliseconds(fused_adam, repeats),
+        "loss trackers": milliseconds(lambda: steps._update_trackers(model, losses), repeats),
+        "whole train_step": milliseconds(lambda: model.train_step(images), repeats),
+    }
+
+
+def loop_parts(images, repeats):
+    torch.manual_seed(0)
+    model = torch_loop.VAE()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    flat = images.reshape(len(images), -1)
+
+    def forward_backward():
+        optimizer.zero_grad()
+        torch_loop.loss_fn(flat, *model(flat)).backward()
+
+    def step():
+        forward_backward()
+        optimizer.step()
+
+    forward_backward()
+    return {
+        "forward + losses": milliseconds(lambda: torch_loop.loss_fn(flat, *model(flat)), repeats),
+        "forward + backward": milliseconds(forward_backward, repeats),
+        "Adam: torch.optim.Adam": milliseconds(optimizer.step, repeats),
+        "whole step": milliseconds(step, repeats),
+    }
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--repeats", type=int, default=200, help="calls per timing")
+    args = parser.parse_args()
+    rng = np.random.default_rng(0)
+    images = torch.from_numpy(rng.random((args.batch_size, 28, 28, 1), dtype="float32"))
+    print(f"milliseconds per step, batch {args.batch_size}, {torch.get_num_threads()} threads\n")
+    print("| part | keras_vae on torch | plain PyTorch loop |\n|---|---|---|")
+    keras_times, loop_times = keras_parts(images, args.repeats), loop_parts(images, args.repeats)
+    rows = [
+        ("forward + losses", "forward + losses"),
+        ("forward + backward", "forward + backward"),
+        ("Adam: Keras's optimizer.apply", None),
+        ("Adam: fused (what the step uses)", "Adam: torch.optim.Adam"),
+        ("loss trackers", None),
+        ("whole train_step", "whole step"),
+    ]
+    for keras_name, loop_name in rows:
+        loop_cell = f"{loop_times[loop_name]:.2f} ({loop_name})" if loop_name else "–"
+        print(f"| {keras_name} | {keras_times[keras_name]:.2f} | {loop_cell} |")
+
+
+if __name__ == "__main__":
+    main()
