@@ -63,10 +63,15 @@ def fused_adam_applies(optimizer, gradients):
 
     That is a built Keras `Adam` (not a subclass) with none of the options
     the fused kernel leaves out: AMSGrad, weight decay, clipping, EMA, loss
-    scaling, gradient accumulation; and a gradient for every variable.
+    scaling, gradient accumulation; and a gradient for every variable. Not
+    inside `torch.compile` (`jit_compile=True`), which fuses Keras's own
+    update and cannot trace the kernel's host-side step count.
     """
+    import torch
+
     return (
-        isinstance(optimizer, keras.optimizers.Adam)
+        not torch.compiler.is_compiling()
+        and isinstance(optimizer, keras.optimizers.Adam)
         and type(optimizer).__module__.startswith("keras.")
         and optimizer.built
         and not optimizer.amsgrad

@@ -89,3 +89,21 @@ def test_missing_gradient_takes_keras_apply():
     assert not steps.fused_adam_applies(keras.optimizers.Adam(), gradients)  # not built
     assert steps.fused_adam_applies(optimizer, gradients)
     assert not steps.fused_adam_applies(optimizer, [None, *gradients[1:]])
+
+
+@torch_only
+def test_torch_compile_trains_through_keras_adam():
+    # Inside torch.compile the step keeps Keras's Adam (the fused kernel's
+    # host-side step count cannot be traced).
+    import torch
+
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(_variables(np.random.default_rng(0))[0])
+    gradients = [np.zeros(shape, "float32") for shape in SHAPES]
+    assert torch.compile(lambda: steps.fused_adam_applies(optimizer, gradients))() is False
+
+    images = np.random.default_rng(0).random((256, 28, 28, 1), dtype="float32")
+    model = VAE(latent_dim=2, hidden_dim=16, seed=0)
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), jit_compile=True)
+    losses = model.fit(images, epochs=2, batch_size=128, verbose=0).history["loss"]
+    assert np.all(np.isfinite(losses)) and losses[1] < losses[0]
