@@ -51,19 +51,20 @@ def torch_train_step(model, data):
     variables = model.trainable_weights
     gradients = [variable.value.grad for variable in variables]
     with torch.no_grad():
-        if fused_adam_applies(model.optimizer, gradients):
+        if fused_adam_applies(model.optimizer, gradients, variables):
             torch_fused_adam(model.optimizer, gradients, variables)
         else:
             model.optimizer.apply(gradients, variables)
     return _update_trackers(model, losses)
 
 
-def fused_adam_applies(optimizer, gradients):
+def fused_adam_applies(optimizer, gradients, variables):
     """True when `torch_fused_adam` computes exactly `optimizer.apply`.
 
     That is a built Keras `Adam` (not a subclass) with none of the options
     the fused kernel leaves out: AMSGrad, weight decay, clipping, EMA, loss
-    scaling, gradient accumulation; and a gradient for every variable. Not
+    scaling, gradient accumulation; a gradient for every variable, and no
+    variable with a constraint or overwritten by its gradient. Not
     inside `torch.compile` (`jit_compile=True`), which fuses Keras's own
     update and cannot trace the kernel's host-side step count.
     """
@@ -83,6 +84,11 @@ def fused_adam_applies(optimizer, gradients):
         and optimizer.loss_scale_factor is None
         and not optimizer.gradient_accumulation_steps
         and all(gradient is not None for gradient in gradients)
+        and all(
+            variable.constraint is None
+            and not getattr(variable, "overwrite_with_gradient", False)
+            for variable in variables
+        )
     )
 
 
@@ -90,8 +96,9 @@ def torch_fused_adam(optimizer, gradients, variables):
     """Keras's Adam update, in one call of PyTorch's fused Adam kernel.
 
     Keras's Adam on the torch backend chains a dozen `torch._foreach_*` ops
-    with temporaries (measured 4.4 ms per step for the default VAE on two CPU
-    cores); `torch._fused_adam_` does the same update in one pass (0.3 ms).
+    with temporaries (5.1 ms per step for the default VAE on two CPU cores);
+    `torch._fused_adam_` does the same update in one pass (0.33 ms; both
+    from `python benchmarks/torch_step.py`).
     The two place epsilon differently: Keras divides by `sqrt(v) + eps` and
     scales the step by `sqrt(1 - beta_2^t)`, PyTorch divides by
     `sqrt(v) / sqrt(1 - beta_2^t) + eps`; giving PyTorch
