@@ -43,6 +43,36 @@ def atomic_path(path):
         temporary.unlink(missing_ok=True)
 
 
+def remove_stale_temporaries(folder):
+    """Removes what writers killed inside `atomic_path` left in `folder`.
+
+    A process killed between writing a temporary file and renaming it leaves
+    `.tmp<pid>-<name>` behind (the destination itself is untouched). Files of
+    a process that is still running are kept.
+
+    Args:
+        folder: a folder, searched with its subfolders.
+    """
+    for path in Path(folder).rglob(".tmp*-*"):
+        pid = path.name[len(".tmp"):].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _process_alive(pid):
+    if pid == os.getpid():
+        return True
+    if os.name != "posix":  # os.kill(pid, 0) would end the process on Windows
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, another user's
+        return True
+    return True
+
+
 def write_text(path, text):
     """Writes `text` to `path` atomically."""
     with atomic_path(path) as temporary:

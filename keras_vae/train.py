@@ -288,6 +288,7 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         binarization=config.binarize,
     )
     output_dir.mkdir(parents=True, exist_ok=True)
+    files.remove_stale_temporaries(output_dir)  # from a run killed mid-write
     files.write_json(
         output_dir / "config.json",
         {

@@ -135,6 +135,22 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
+def test_temporaries_of_dead_writers_are_removed(tmp_path):
+    # What a writer killed between writing and renaming leaves behind.
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    (tmp_path / "samples").mkdir()
+    stale = [tmp_path / f".tmp{dead.stdout.strip()}-best.keras",
+             tmp_path / "samples" / f".tmp{dead.stdout.strip()}-epoch_002.png"]
+    live = tmp_path / f".tmp{os.getpid()}-history.csv"
+    kept = [live, tmp_path / ".tmpnotes.txt", tmp_path / "best.keras"]
+    for path in stale + kept:
+        path.write_text("x")
+    files.remove_stale_temporaries(tmp_path)
+    assert [p for p in stale if p.exists()] == []
+    assert all(p.exists() for p in kept)
+
+
 def test_temporary_names_keep_the_suffix_writers_need(tmp_path):
     with files.atomic_path(tmp_path / "epoch_0001.weights.h5") as temporary:
         assert temporary.name.endswith(".weights.h5") and temporary.parent == tmp_path
