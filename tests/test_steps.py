@@ -18,6 +18,14 @@ def _variables(rng):
     return [keras.Variable(v) for v in values], [keras.Variable(v) for v in values]
 
 
+def _built_adam():
+    """A built Keras Adam, its variables and zero gradients for them."""
+    variables, _ = _variables(np.random.default_rng(0))
+    optimizer = keras.optimizers.Adam()
+    optimizer.build(variables)
+    return optimizer, variables, [np.zeros(shape, "float32") for shape in SHAPES]
+
+
 @torch_only
 @pytest.mark.parametrize(
     "learning_rate",
@@ -82,10 +90,7 @@ def test_other_optimizers_take_keras_apply(name, mnist_subset):
 
 @torch_only
 def test_missing_gradient_or_a_constraint_takes_keras_apply():
-    variables, _ = _variables(np.random.default_rng(0))
-    optimizer = keras.optimizers.Adam()
-    optimizer.build(variables)
-    gradients = [np.zeros(shape, "float32") for shape in SHAPES]
+    optimizer, variables, gradients = _built_adam()
     assert not steps.fused_adam_applies(keras.optimizers.Adam(), gradients, variables)  # not built
     assert steps.fused_adam_applies(optimizer, gradients, variables)
     assert not steps.fused_adam_applies(optimizer, [None, *gradients[1:]], variables)
@@ -104,10 +109,7 @@ def test_torch_compile_trains_through_keras_adam():
     # host-side step count cannot be traced).
     import torch
 
-    variables, _ = _variables(np.random.default_rng(0))
-    optimizer = keras.optimizers.Adam()
-    optimizer.build(variables)
-    gradients = [np.zeros(shape, "float32") for shape in SHAPES]
+    optimizer, variables, gradients = _built_adam()
     assert torch.compile(lambda: steps.fused_adam_applies(optimizer, gradients, variables))() is False
 
     images = np.random.default_rng(0).random((256, 28, 28, 1), dtype="float32")
