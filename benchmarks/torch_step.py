@@ -13,7 +13,6 @@ Markdown table of milliseconds per step: the best of 5 means over
 
 import argparse
 import os
-import time
 
 os.environ["KERAS_BACKEND"] = "torch"
 
@@ -22,19 +21,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 import torch_loop  # noqa: E402
+from timing import milliseconds  # noqa: E402
 from keras_vae import VAE, steps  # noqa: E402
-
-
-def milliseconds(function, repeats):
-    for _ in range(max(1, repeats // 10)):
-        function()
-    best = float("inf")
-    for _ in range(5):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            function()
-        best = min(best, (time.perf_counter() - start) / repeats * 1e3)
-    return best
 
 
 def keras_parts(images, repeats):

@@ -72,3 +72,17 @@ def test_torch_step_breakdown_prints_every_part():
     ]
     for row in rows[1:]:
         assert float(row.split(" | ")[1]) > 0
+
+
+def test_jax_step_breakdown_prints_every_part():
+    result = run_python([str(ROOT / "benchmarks" / "jax_step.py"), "--repeats", "2"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[1:]] == [
+        "| fit(), per step", "| compiled train step", "| forward + losses", "| forward + backward",
+        "| Adam: optimizer.stateless_apply", "| data: Keras's array iterator, per batch",
+        "| x @ W (128x784 . 784x512), forward", "| xᵀ @ g (784x128 . 128x512), kernel gradient",
+    ]
+    for row in rows[1:]:
+        assert float(row.split(" | ")[1]) > 0
+    assert all(float(row.split(" | ")[2].rstrip(" |")) > 0 for row in rows[-2:])  # NumPy's products
