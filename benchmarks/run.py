@@ -161,7 +161,7 @@ def combine(rounds):
     """
     results = []
     for position, first in enumerate(rounds[0]):
-        runs = [runs[position] for runs in rounds]
+        runs = [round_results[position] for round_results in rounds]
         seconds = statistics.median(r["seconds_per_epoch"] for r in runs)
         ratio = statistics.median(
             run["seconds_per_epoch"] / loop["seconds_per_epoch"]
