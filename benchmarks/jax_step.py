@@ -36,17 +36,21 @@ def wait(outputs):
     jax.tree.leaves(outputs)[0].block_until_ready()
 
 
+def copies(variables):
+    """Fresh arrays of the variables' values: a step that donates its state
+    must not free the model's own."""
+    return [jax.numpy.array(v.value, copy=True) for v in variables]
+
+
 def model_parts(images, batch_size, repeats):
     keras.utils.set_random_seed(0)
     model = VAE()
     model.compile(optimizer=keras.optimizers.Adam(1e-3))
     model.optimizer.build(model.trainable_variables)
     batch = jax.numpy.asarray(images[:batch_size])
-    # Copies: the step donates its state, which must not free the model's own.
-    values = lambda variables: [jax.numpy.array(v.value, copy=True) for v in variables]  # noqa: E731
-    trainable, non_trainable = values(model.trainable_variables), values(model.non_trainable_variables)
-    state = [values(model.trainable_variables), values(model.non_trainable_variables),
-             values(model.optimizer.variables), values(model.metrics_variables)]
+    trainable, non_trainable = copies(model.trainable_variables), copies(model.non_trainable_variables)
+    state = [copies(model.trainable_variables), copies(model.non_trainable_variables),
+             copies(model.optimizer.variables), copies(model.metrics_variables)]
 
     train_step = jax.jit(model.train_step, donate_argnums=0)
 
@@ -54,11 +58,13 @@ def model_parts(images, batch_size, repeats):
         logs, state[:] = train_step(tuple(state), (batch,))
         wait(logs)
 
-    forward = jax.jit(lambda t, n, x: steps._jax_losses(model, t, n, x, True)[0])
-    gradient = jax.jit(jax.grad(lambda t, n, x: steps._jax_losses(model, t, n, x, True)[0]))
+    def loss(trainable, non_trainable, images):
+        return steps._jax_losses(model, trainable, non_trainable, images, True)[0]
+
+    forward, gradient = jax.jit(loss), jax.jit(jax.grad(loss))
     gradients = gradient(trainable, non_trainable, batch)
     adam = jax.jit(model.optimizer.stateless_apply, donate_argnums=(0, 2))
-    adam_state = [values(model.optimizer.variables), values(model.trainable_variables)]
+    adam_state = [copies(model.optimizer.variables), copies(model.trainable_variables)]
 
     def adam_step():
         adam_state[1], adam_state[0] = adam(adam_state[0], gradients, adam_state[1])
@@ -71,12 +77,14 @@ def model_parts(images, batch_size, repeats):
         for _ in ArrayDataAdapter(images[: repeats * batch_size], batch_size=batch_size, shuffle=True).get_jax_iterator():
             pass
 
-    once = lambda function: lambda: wait(function())  # noqa: E731
+    def waited(function, *args):
+        return lambda: wait(function(*args))
+
     return {
         "fit(), per step": milliseconds(fit, 1) / repeats,
         "compiled train step": milliseconds(step, repeats),
-        "forward + losses": milliseconds(once(lambda: forward(trainable, non_trainable, batch)), repeats),
-        "forward + backward": milliseconds(once(lambda: gradient(trainable, non_trainable, batch)), repeats),
+        "forward + losses": milliseconds(waited(forward, trainable, non_trainable, batch), repeats),
+        "forward + backward": milliseconds(waited(gradient, trainable, non_trainable, batch), repeats),
         "Adam: optimizer.stateless_apply": milliseconds(adam_step, repeats),
         "data: Keras's array iterator, per batch": milliseconds(iterate, 1) / repeats,
     }
@@ -89,8 +97,8 @@ def matmul_parts(batch_size, repeats, hidden=512, pixels=784):
     g = rng.random((batch_size, hidden), dtype="float32")
     w = rng.random((pixels, hidden), dtype="float32")
     products = [
-        (f"x @ W ({batch_size}x{pixels} . {pixels}x{hidden}), forward", lambda a, b, c: a @ c, (x, g, w)),
-        (f"xᵀ @ g ({pixels}x{batch_size} . {batch_size}x{hidden}), kernel gradient", lambda a, b, c: a.T @ b, (x, g, w)),
+        (f"x @ W ({batch_size}x{pixels} . {pixels}x{hidden}), forward", lambda a, b: a @ b, (x, w)),
+        (f"xᵀ @ g ({pixels}x{batch_size} . {batch_size}x{hidden}), kernel gradient", lambda a, b: a.T @ b, (x, g)),
     ]
     rows = []
     for name, product, arrays in products:
