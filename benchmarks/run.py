@@ -78,14 +78,13 @@ def run_json(command, backend=None):
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def summarize(name, raw, num_train):
+def summarize(name, raw):
     timed = raw["epoch_seconds"][1:]
     median = statistics.median(timed)
     return {
         "name": name,
         "seconds_per_epoch": median,
         "compile_seconds": raw["epoch_seconds"][0] - median,
-        "images_per_second": num_train / median,
         "peak_rss_mb": raw["peak_rss_mb"],
         "rss_growth_mb": raw["rss_mb"][-1] - raw["rss_mb"][1],
         "final_loss": raw["losses"][-1],
@@ -125,7 +124,7 @@ def main():
             first = round_index == 0
             raw = run_json([sys.executable, HERE / "torch_loop.py", Path(folder) / "x_train.npy",
                             "--epochs", str(args.epochs), "--batch-size", str(args.batch_size)])
-            runs = [summarize(BASELINE, raw, num_train)]
+            runs = [summarize(BASELINE, raw)]
             report(round_index, runs[-1])
             for backend in backends:
                 spe = 1 if backend == "torch" else args.steps_per_execution
@@ -135,7 +134,7 @@ def main():
                            "--steps-per-execution", str(spe),
                            "--iwae-images", str(args.iwae_images if first else 0),
                            "--callback-dir", Path(folder) / f"callbacks-{backend}"]
-                runs.append(summarize(backend, run_json(command, backend), num_train))
+                runs.append(summarize(backend, run_json(command, backend)))
                 if first and not args.skip_generate:
                     runs[-1]["generate_seconds"] = time_generate(backend, model_path, folder)
                 report(round_index, runs[-1])
@@ -155,7 +154,7 @@ def report(round_index, result):
 def combine(rounds):
     """One result per engine from the rounds (lists of results, loop first).
 
-    Seconds per epoch and images per second: the median over the rounds;
+    Seconds per epoch: the median over the rounds;
     `ratio`: the median of each round's ratio to that round's PyTorch loop;
     everything else: the first round's.
     """
@@ -170,7 +169,6 @@ def combine(rounds):
         results.append({
             **first,
             "seconds_per_epoch": seconds,
-            "images_per_second": statistics.median(r["images_per_second"] for r in runs),
             "ratio": ratio,
             "round_seconds": [r["seconds_per_epoch"] for r in runs],
         })
@@ -220,7 +218,7 @@ def markdown(results, args, num_train):
     for r in results:
         lines.append(
             f"| {r['name']} | {r['seconds_per_epoch']:.2f} | {r['ratio']:.2f} "
-            f"| {r['images_per_second']:,.0f} | {r['compile_seconds']:.1f} | {r['peak_rss_mb']:.0f} "
+            f"| {num_train / r['seconds_per_epoch']:,.0f} | {r['compile_seconds']:.1f} | {r['peak_rss_mb']:.0f} "
             f"| {r['rss_growth_mb']:+.0f} | {cell(r, 'callback_seconds_per_epoch', '.2f')} "
             f"| {cell(r, 'validation_seconds', '.2f')} "
             f"| {format(r['iwae_seconds'] * 1000 / args.iwae_images, '.1f') if 'iwae_seconds' in r else '–'} "

@@ -17,6 +17,8 @@ import keras
 from keras_vae.errors import ModelFileError
 
 _VAE_REGISTERED_NAME = "keras_vae>VAE"
+# Temporary files are named `.tmp<writer's pid>-<destination's name>`.
+_TEMPORARY_PREFIX = ".tmp"
 
 
 @contextlib.contextmanager
@@ -24,8 +26,8 @@ def atomic_path(path):
     """Yields a temporary path beside `path`; renames it to `path` on success.
 
     The temporary name ends like `path` (`.keras`, `.weights.h5`, `.png`), so
-    writers that pick a format from the name (Keras, PIL) behave. On an exception the temporary file is removed
-    and `path` is untouched.
+    writers that pick a format from the name (Keras, PIL) behave. On an
+    exception the temporary file is removed and `path` is untouched.
 
     Args:
         path: the destination file.
@@ -35,7 +37,7 @@ def atomic_path(path):
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".tmp{os.getpid()}-{path.name}")
+    temporary = path.with_name(f"{_TEMPORARY_PREFIX}{os.getpid()}-{path.name}")
     try:
         yield temporary
         os.replace(temporary, path)
@@ -47,14 +49,14 @@ def remove_stale_temporaries(folder):
     """Removes what writers killed inside `atomic_path` left in `folder`.
 
     A process killed between writing a temporary file and renaming it leaves
-    `.tmp<pid>-<name>` behind (the destination itself is untouched). Files of
+    its temporary file (see `atomic_path`) behind (the destination itself is untouched). Files of
     a process that is still running are kept.
 
     Args:
         folder: a folder, searched with its subfolders.
     """
-    for path in Path(folder).rglob(".tmp*-*"):
-        pid = path.name[len(".tmp"):].split("-", 1)[0]
+    for path in Path(folder).rglob(f"{_TEMPORARY_PREFIX}*-*"):
+        pid = path.name[len(_TEMPORARY_PREFIX):].split("-", 1)[0]
         if pid.isdigit() and not _process_alive(int(pid)):
             path.unlink(missing_ok=True)
 
