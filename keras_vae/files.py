@@ -49,8 +49,8 @@ def remove_stale_temporaries(folder):
     """Removes what writers killed inside `atomic_path` left in `folder`.
 
     A process killed between writing a temporary file and renaming it leaves
-    its temporary file (see `atomic_path`) behind (the destination itself is untouched). Files of
-    a process that is still running are kept.
+    its temporary file (named as in `atomic_path`) behind; the destination
+    itself is untouched. Files of a process that is still running are kept.
 
     Args:
         folder: a folder, searched with its subfolders.
