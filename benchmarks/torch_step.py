@@ -9,20 +9,66 @@ the whole `train_step`) and the same parts of the plain PyTorch loop of
 benchmarks/torch_loop.py, on one fixed batch, in one process. Prints a
 Markdown table of milliseconds per step: the best of 5 means over
 `--repeats` calls each, so that the machine's slow spells count least.
+
+One row times only the matrix products (`mm`, `addmm`) inside forward and
+backward, the median over `--repeats` steps, and a last line counts them:
+what is left of a part once they are taken out is Python and small
+element-wise kernels.
 """
 
 import argparse
 import os
+import statistics
+import time
 
 os.environ["KERAS_BACKEND"] = "torch"
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import torch_loop  # noqa: E402
 from timing import milliseconds  # noqa: E402
 from keras_vae import VAE, steps  # noqa: E402
+
+
+class _ProductTimer(TorchDispatchMode):
+    """Counts the matrix products run under it and adds up their seconds."""
+
+    PRODUCTS = ("mm", "addmm")
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = 0.0
+        self.calls = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ not in self.PRODUCTS:
+            return func(*args, **(kwargs or {}))
+        start = time.perf_counter()
+        result = func(*args, **(kwargs or {}))
+        self.seconds += time.perf_counter() - start
+        self.calls += 1
+        return result
+
+
+def matrix_products(function, repeats):
+    """The matrix products of one call of `function()`.
+
+    Returns:
+        A pair: milliseconds spent in them per call (the median over
+        `repeats` calls, after as many warm-up calls as `milliseconds`
+        makes), and how many there are per call.
+    """
+    for _ in range(max(1, repeats // 10)):
+        function()
+    per_call = []
+    for _ in range(repeats):
+        with _ProductTimer() as timer:
+            function()
+        per_call.append(timer.seconds * 1e3)
+    return statistics.median(per_call), timer.calls
 
 
 def keras_parts(images, repeats):
@@ -49,9 +95,12 @@ def keras_parts(images, repeats):
         with torch.no_grad():
             steps.torch_fused_adam(model.optimizer, gradients, variables)
 
+    products_ms, products = matrix_products(forward_backward, repeats)
     return {
+        "products per forward + backward": products,
         "forward + losses": milliseconds(lambda: model.compute_losses(images, training=True), repeats),
         "forward + backward": milliseconds(forward_backward, repeats),
+        "matrix products in forward + backward": products_ms,
         "Adam: Keras's optimizer.apply": milliseconds(keras_adam, repeats),
         "Adam: fused (what the step uses)": milliseconds(fused_adam, repeats),
         "loss trackers": milliseconds(lambda: steps._update_trackers(model, losses), repeats),
@@ -74,9 +123,12 @@ def loop_parts(images, repeats):
         optimizer.step()
 
     forward_backward()
+    products_ms, products = matrix_products(forward_backward, repeats)
     return {
+        "products per forward + backward": products,
         "forward + losses": milliseconds(lambda: torch_loop.loss_fn(flat, *model(flat)), repeats),
         "forward + backward": milliseconds(forward_backward, repeats),
+        "matrix products in forward + backward": products_ms,
         "Adam: torch.optim.Adam": milliseconds(optimizer.step, repeats),
         "whole step": milliseconds(step, repeats),
     }
@@ -95,6 +147,7 @@ def main():
     rows = [
         ("forward + losses", "forward + losses"),
         ("forward + backward", "forward + backward"),
+        ("matrix products in forward + backward",) * 2,
         ("Adam: Keras's optimizer.apply", None),
         ("Adam: fused (what the step uses)", "Adam: torch.optim.Adam"),
         ("loss trackers", None),
@@ -103,6 +156,9 @@ def main():
     for keras_name, loop_name in rows:
         loop_cell = f"{loop_times[loop_name]:.2f} ({loop_name})" if loop_name else "–"
         print(f"| {keras_name} | {keras_times[keras_name]:.2f} | {loop_cell} |")
+    count = "products per forward + backward"
+    print(f"\nmatrix products per forward + backward: {keras_times[count]} in keras_vae, "
+          f"{loop_times[count]} in the loop")
 
 
 if __name__ == "__main__":
