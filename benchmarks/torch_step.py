@@ -29,7 +29,7 @@ import torch  # noqa: E402
 from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import torch_loop  # noqa: E402
-from timing import milliseconds  # noqa: E402
+from timing import milliseconds, warm_up  # noqa: E402
 from keras_vae import VAE, steps  # noqa: E402
 
 
@@ -58,11 +58,9 @@ def matrix_products(function, repeats):
 
     Returns:
         A pair: milliseconds spent in them per call (the median over
-        `repeats` calls, after as many warm-up calls as `milliseconds`
-        makes), and how many there are per call.
+        `repeats` calls, after `warm_up`), and how many there are per call.
     """
-    for _ in range(max(1, repeats // 10)):
-        function()
+    warm_up(function, repeats)
     per_call = []
     for _ in range(repeats):
         with _ProductTimer() as timer:
