@@ -30,11 +30,19 @@ class VAE(nn.Module):
         self.decoder_hidden = nn.Linear(latent_dim, hidden_dim)
         self.logits = nn.Linear(hidden_dim, pixels)
 
-    def forward(self, x):
+    def encode(self, x):
         h = F.relu(self.hidden(x))
-        mean, log_var = self.z_mean(h), self.z_log_var(h)
-        z = mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
-        return self.logits(F.relu(self.decoder_hidden(z))), mean, log_var
+        return self.z_mean(h), self.z_log_var(h)
+
+    def reparameterize(self, mean, log_var):
+        return mean + torch.exp(0.5 * log_var) * torch.randn_like(mean)
+
+    def decode(self, z):
+        return self.logits(F.relu(self.decoder_hidden(z)))
+
+    def forward(self, x):
+        mean, log_var = self.encode(x)
+        return self.decode(self.reparameterize(mean, log_var)), mean, log_var
 
 
 def loss_fn(x, logits, mean, log_var):

@@ -3,12 +3,13 @@
     python benchmarks/torch_step.py [--batch-size 128] [--repeats 200]
 
 Times the parts of one training step of keras_vae's default VAE on the torch
-backend (forward pass with the losses, forward and backward, Keras's
-`Adam.apply`, the fused Adam the torch step uses instead, the loss trackers,
-the whole `train_step`) and the same parts of the plain PyTorch loop of
+backend (forward pass with the losses, and each of its parts: encoder,
+sampling, decoder, losses; forward and backward, Keras's `Adam.apply`, the
+fused Adam the torch step uses instead, the loss trackers, the whole
+`train_step`) and the same parts of the plain PyTorch loop of
 benchmarks/torch_loop.py, on one fixed batch, in one process. Prints a
-Markdown table of milliseconds per step: the best of 5 means over
-`--repeats` calls each, so that the machine's slow spells count least.
+Markdown table of milliseconds per step: the best of 5 means over `--repeats`
+calls each, so that the machine's slow spells count least.
 
 One row times only the matrix products (`mm`, `addmm`) inside forward and
 backward, the median over `--repeats` steps, and a last line counts them:
@@ -69,6 +70,10 @@ def matrix_products(function, repeats):
     return statistics.median(per_call), timer.calls
 
 
+#: The forward pass's parts, timed one by one in both models.
+FORWARD_PARTS = ("forward: encoder", "forward: sampling", "forward: decoder", "forward: losses")
+
+
 def keras_parts(images, repeats):
     keras.utils.set_random_seed(0)
     model = VAE()
@@ -82,6 +87,8 @@ def keras_parts(images, repeats):
         return losses
 
     losses = forward_backward()
+    outputs = model(images, training=True)
+    z_mean, z_log_var, z = outputs["z_mean"], outputs["z_log_var"], outputs["z"]
     variables = model.trainable_weights
     gradients = [v.value.grad for v in variables]
 
@@ -97,6 +104,10 @@ def keras_parts(images, repeats):
     return {
         "products per forward + backward": products,
         "forward + losses": milliseconds(lambda: model.compute_losses(images, training=True), repeats),
+        "forward: encoder": milliseconds(lambda: model.encode_tensors(images, training=True), repeats),
+        "forward: sampling": milliseconds(lambda: model.sampling([z_mean, z_log_var]), repeats),
+        "forward: decoder": milliseconds(lambda: model.decoder(z, training=True), repeats),
+        "forward: losses": milliseconds(lambda: model.losses_from_outputs(outputs), repeats),
         "forward + backward": milliseconds(forward_backward, repeats),
         "matrix products in forward + backward": products_ms,
         "Adam: Keras's optimizer.apply": milliseconds(keras_adam, repeats),
@@ -122,9 +133,16 @@ def loop_parts(images, repeats):
 
     forward_backward()
     products_ms, products = matrix_products(forward_backward, repeats)
+    z_mean, z_log_var = model.encode(flat)
+    z = model.reparameterize(z_mean, z_log_var)
+    logits = model.decode(z)
     return {
         "products per forward + backward": products,
         "forward + losses": milliseconds(lambda: torch_loop.loss_fn(flat, *model(flat)), repeats),
+        "forward: encoder": milliseconds(lambda: model.encode(flat), repeats),
+        "forward: sampling": milliseconds(lambda: model.reparameterize(z_mean, z_log_var), repeats),
+        "forward: decoder": milliseconds(lambda: model.decode(z), repeats),
+        "forward: losses": milliseconds(lambda: torch_loop.loss_fn(flat, logits, z_mean, z_log_var), repeats),
         "forward + backward": milliseconds(forward_backward, repeats),
         "matrix products in forward + backward": products_ms,
         "Adam: torch.optim.Adam": milliseconds(optimizer.step, repeats),
@@ -144,6 +162,7 @@ def main():
     keras_times, loop_times = keras_parts(images, args.repeats), loop_parts(images, args.repeats)
     rows = [
         ("forward + losses", "forward + losses"),
+        *[(part, part) for part in FORWARD_PARTS],
         ("forward + backward", "forward + backward"),
         ("matrix products in forward + backward",) * 2,
         ("Adam: Keras's optimizer.apply", None),
