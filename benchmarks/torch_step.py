@@ -74,6 +74,11 @@ def matrix_products(function, repeats):
 FORWARD_PARTS = ("forward: encoder", "forward: sampling", "forward: decoder", "forward: losses")
 
 
+def forward_parts(functions, repeats):
+    """Milliseconds of each of `functions`, one per name in `FORWARD_PARTS`."""
+    return {name: milliseconds(part, repeats) for name, part in zip(FORWARD_PARTS, functions, strict=True)}
+
+
 def keras_parts(images, repeats):
     keras.utils.set_random_seed(0)
     model = VAE()
@@ -104,10 +109,12 @@ def keras_parts(images, repeats):
     return {
         "products per forward + backward": products,
         "forward + losses": milliseconds(lambda: model.compute_losses(images, training=True), repeats),
-        "forward: encoder": milliseconds(lambda: model.encode_tensors(images, training=True), repeats),
-        "forward: sampling": milliseconds(lambda: model.sampling([z_mean, z_log_var]), repeats),
-        "forward: decoder": milliseconds(lambda: model.decoder(z, training=True), repeats),
-        "forward: losses": milliseconds(lambda: model.losses_from_outputs(outputs), repeats),
+        **forward_parts([
+            lambda: model.encode_tensors(images, training=True),
+            lambda: model.sampling([z_mean, z_log_var]),
+            lambda: model.decoder(z, training=True),
+            lambda: model.losses_from_outputs(outputs),
+        ], repeats),
         "forward + backward": milliseconds(forward_backward, repeats),
         "matrix products in forward + backward": products_ms,
         "Adam: Keras's optimizer.apply": milliseconds(keras_adam, repeats),
@@ -139,10 +146,12 @@ def loop_parts(images, repeats):
     return {
         "products per forward + backward": products,
         "forward + losses": milliseconds(lambda: torch_loop.loss_fn(flat, *model(flat)), repeats),
-        "forward: encoder": milliseconds(lambda: model.encode(flat), repeats),
-        "forward: sampling": milliseconds(lambda: model.reparameterize(z_mean, z_log_var), repeats),
-        "forward: decoder": milliseconds(lambda: model.decode(z), repeats),
-        "forward: losses": milliseconds(lambda: torch_loop.loss_fn(flat, logits, z_mean, z_log_var), repeats),
+        **forward_parts([
+            lambda: model.encode(flat),
+            lambda: model.reparameterize(z_mean, z_log_var),
+            lambda: model.decode(z),
+            lambda: torch_loop.loss_fn(flat, logits, z_mean, z_log_var),
+        ], repeats),
         "forward + backward": milliseconds(forward_backward, repeats),
         "matrix products in forward + backward": products_ms,
         "Adam: torch.optim.Adam": milliseconds(optimizer.step, repeats),
