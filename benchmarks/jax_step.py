@@ -14,7 +14,9 @@ Prints a Markdown table: the best of 5 means over `--repeats` calls each
 The forward pass multiplies row-major operands (x @ W); the gradient of a
 kernel contracts over the batch (xᵀ @ g), an operand XLA's CPU backend does
 not hand to its fast matrix-multiply library, so those products run slower
-than the same arithmetic in the forward layout.
+than the same arithmetic in the forward layout. The last row is the same
+gradient product with xᵀ copied to a row-major array first, copy included:
+what the layout, not the arithmetic, costs.
 """
 
 import argparse
@@ -90,6 +92,18 @@ def model_parts(images, batch_size, repeats):
     }
 
 
+def transposed_copy_first(a, b):
+    """aᵀ @ b with aᵀ written out as a row-major array before the product.
+
+    Under XLA an optimization barrier keeps the transpose from being folded
+    back into the product, so the product gets the untransposed layout its
+    fast path takes; the copy is timed with it. NumPy makes the same copy.
+    """
+    if isinstance(a, np.ndarray):
+        return np.ascontiguousarray(a.T) @ b
+    return jax.lax.optimization_barrier(a.T) @ b
+
+
 def matmul_parts(batch_size, repeats, hidden=512, pixels=784):
     """(name, XLA ms, NumPy ms) for the large Dense layers' products."""
     rng = np.random.default_rng(0)
@@ -99,6 +113,7 @@ def matmul_parts(batch_size, repeats, hidden=512, pixels=784):
     products = [
         (f"x @ W ({batch_size}x{pixels} . {pixels}x{hidden}), forward", lambda a, b: a @ b, (x, w)),
         (f"xᵀ @ g ({pixels}x{batch_size} . {batch_size}x{hidden}), kernel gradient", lambda a, b: a.T @ b, (x, g)),
+        ("xᵀ @ g, xᵀ copied to row-major first", transposed_copy_first, (x, g)),
     ]
     rows = []
     for name, product, arrays in products:
