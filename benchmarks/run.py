@@ -68,14 +68,29 @@ def parse_args():
     return args
 
 
-def run_json(command, backend=None):
-    env = dict(os.environ, PYTHONPATH=f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+def run_checked(command, backend=None):
+    """Runs one child process of the benchmark and returns its standard output.
+
+    The child finds `keras_vae` and the benchmarks' modules without an
+    installed package (the repository root and this folder go first on its
+    `PYTHONPATH`), and runs with `KERAS_BACKEND=backend` when one is given.
+
+    Raises:
+        SystemExit: the child failed; the message names the command and
+            ends with the end of its standard error.
+    """
+    path = [str(HERE), str(ROOT), os.environ.get("PYTHONPATH", "")]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in path if p))
     if backend:
         env["KERAS_BACKEND"] = backend
     result = subprocess.run(command, env=env, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise SystemExit(f"benchmark: {' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return result.stdout
+
+
+def run_json(command, backend=None):
+    return json.loads(run_checked(command, backend).strip().splitlines()[-1])
 
 
 def summarize(name, raw):
@@ -95,9 +110,8 @@ def summarize(name, raw):
 def time_generate(backend, model_path, folder):
     command = [sys.executable, ROOT / "scripts" / "generate.py", model_path, "--num", "64",
                "--output", Path(folder) / f"{backend}.png"]
-    env = dict(os.environ, KERAS_BACKEND=backend)
     start = time.perf_counter()
-    subprocess.run(command, env=env, capture_output=True, check=True, cwd=ROOT)
+    run_checked(command, backend)
     return time.perf_counter() - start
 
 

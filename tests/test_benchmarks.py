@@ -2,7 +2,11 @@
 
 import importlib.util
 import json
+import os
+import sys
 
+import keras
+import pytest
 from conftest import ROOT, run_python
 
 
@@ -42,6 +46,18 @@ def load_benchmark():
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+def test_children_find_the_package_and_a_failing_one_stops_with_its_message(tmp_path):
+    run = load_benchmark()
+    printed = run.run_checked([sys.executable, "-c", "import os; print(os.environ['PYTHONPATH'])"])
+    assert str(ROOT) in printed.strip().split(os.pathsep)  # keras_vae without an installed package
+
+    with pytest.raises(SystemExit) as stop:  # generate.py fails: its own message, no traceback
+        run.time_generate(keras.backend.backend(), tmp_path / "missing.keras", tmp_path)
+    message = str(stop.value)
+    assert message.startswith("benchmark: ") and "generate.py: error:" in message
+    assert "missing.keras" in message
 
 
 def test_rounds_combine_into_medians_and_same_round_ratios():
