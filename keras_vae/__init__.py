@@ -8,12 +8,16 @@ layers and model, so `keras.saving.load_model("model.keras")` works after
 
 import os
 
-# Quieten TensorFlow's C++ start-up logging unless the user asked for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from keras_vae.backend import (  # noqa: E402
+    QUIET_TF_LOG_LEVEL,
+    check_backend,
+    import_tensorflow_quietly,
+)
 
-from keras_vae.backend import check_backend  # noqa: E402
-
-check_backend()
+# Quieten TensorFlow's C++ logging unless the user asked for it.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_LOG_LEVEL)
+if check_backend() == "tensorflow":  # Keras imports it: do it quietly first
+    import_tensorflow_quietly()
 
 from keras_vae.errors import (  # noqa: E402
     BackendError,

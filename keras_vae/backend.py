@@ -1,7 +1,10 @@
 """Checks the Keras backend chosen by `KERAS_BACKEND` before Keras loads."""
 
+import contextlib
+import importlib
 import importlib.util
 import os
+import sys
 
 from keras_vae.errors import BackendError
 
@@ -52,3 +55,40 @@ def list_devices():
             return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
         return ["cpu:0"]
     return keras.distribution.list_devices()
+
+
+#: TensorFlow's C++ log level that keras-vae sets unless the user set one:
+#: errors that matter reach Python as exceptions; the lines it hides are the
+#: CUDA probe's on a machine without a GPU, which read like failures.
+QUIET_TF_LOG_LEVEL = "3"
+
+
+@contextlib.contextmanager
+def _stderr_to_devnull():
+    """Sends file descriptor 2 to /dev/null: C++ code writes there directly."""
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def import_tensorflow_quietly():
+    """Imports TensorFlow without the lines it prints while loading.
+
+    TensorFlow writes its start-up notes (oneDNN, "Could not find cuda
+    drivers") to stderr before its log level applies. Unless the user asked
+    for TensorFlow's logs (`TF_CPP_MIN_LOG_LEVEL` below 3), the import runs
+    with stderr closed; an import that fails still raises as usual.
+
+    Returns:
+        The `tensorflow` module.
+    """
+    if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != QUIET_TF_LOG_LEVEL:
+        return importlib.import_module("tensorflow")
+    with _stderr_to_devnull():
+        return importlib.import_module("tensorflow")

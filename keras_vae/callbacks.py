@@ -5,8 +5,6 @@ writers skip an epoch whose loss is not finite, so a diverging run never
 overwrites a good file with a broken one.
 """
 
-import csv
-import io
 import json
 import math
 import time
@@ -16,25 +14,7 @@ import keras
 import numpy as np
 
 from keras_vae import files, images
-
-# Columns of history.csv, in this order; any other logged metric follows.
-_HISTORY_COLUMNS = (
-    "epoch",
-    "loss",
-    "neg_elbo",
-    "reconstruction_loss",
-    "kl_loss",
-    "val_loss",
-    "val_neg_elbo",
-    "val_reconstruction_loss",
-    "val_kl_loss",
-)
-
-
-def epoch_filename(epoch):
-    """`epoch_001.png` for Keras's 0-based epoch 0."""
-    return f"epoch_{epoch + 1:03d}.png"
-
+from keras_vae.run_folder import epoch_filename, history_to_csv
 
 def finite(logs):
     """Whether the epoch's logged loss is a finite number."""
@@ -131,29 +111,53 @@ class HistoryCSV(EpochWriter):
         files.write_text(self.path, history_to_csv(self.rows))
 
 
-def history_to_csv(rows):
-    """Formats a list of per-epoch dicts as CSV text."""
-    keys = {key for row in rows for key in row}
-    columns = [c for c in _HISTORY_COLUMNS if c in keys]
-    columns += sorted(keys.difference(columns))
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+def tensorboard(log_dir, samples_dir):
+    """Keras's TensorBoard callback, and one that adds the sample grids.
 
+    Keras's callback logs every loss per epoch (`train/` and `validation/`
+    runs); `SampleGridSummary` adds each epoch's sample grid as an image. It
+    works on every backend: TensorBoard's writer is TensorFlow's, which is
+    installed with keras-vae anyway.
 
-def read_history(path):
-    """Reads `history.csv` back into a list of dicts (empty if absent)."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    with path.open(newline="") as handle:
-        rows = list(csv.DictReader(handle))
+    Args:
+        log_dir: the log folder, for `tensorboard --logdir`.
+        samples_dir: the folder `SampleGrid` writes its grids into.
+
+    Returns:
+        A list of the two callbacks; place them after `SampleGrid`.
+    """
     return [
-        {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
-        for row in rows
+        keras.callbacks.TensorBoard(str(log_dir), write_graph=False),
+        SampleGridSummary(samples_dir, log_dir),
     ]
+
+
+class SampleGridSummary(EpochWriter):
+    """Adds the epoch's sample grid, as `SampleGrid` wrote it, to TensorBoard.
+
+    Args:
+        samples_dir: the folder of `SampleGrid`'s `epoch_NNN.png` files.
+        log_dir: the TensorBoard log folder; the image goes to its `train/`
+            run, beside the losses, at the epoch's step.
+    """
+
+    def __init__(self, samples_dir, log_dir):
+        super().__init__()
+        self.samples_dir = Path(samples_dir)
+        self.log_dir = Path(log_dir)
+        self._writer = None
+
+    def write(self, epoch, logs):
+        import tensorflow as tf
+        from PIL import Image
+
+        if self._writer is None:
+            self._writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
+        with Image.open(self.samples_dir / epoch_filename(epoch)) as image:
+            grid = np.asarray(image.convert("L"))
+        with self._writer.as_default():
+            tf.summary.image("samples", grid[None, :, :, None], step=epoch)
+        self._writer.flush()
 
 
 class EpochTimer(keras.callbacks.Callback):

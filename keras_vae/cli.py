@@ -6,8 +6,10 @@ to report errors a user can cause: one line, exit status 2, no traceback
 """
 
 import argparse
+import dataclasses
 import json
 import sys
+import types
 from pathlib import Path
 
 import keras
@@ -15,6 +17,18 @@ import keras
 from keras_vae.backend import list_devices
 from keras_vae import data, files
 from keras_vae.errors import UserError
+
+
+class ArgumentParser(argparse.ArgumentParser):
+    """`argparse`'s parser, whose errors are one line and exit status 2.
+
+    argparse prints the whole usage above a bad flag's message; here the
+    message alone names the flag and the values it takes (`--help` shows the
+    usage).
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
@@ -77,6 +91,40 @@ def parse_int_list(text):
     if any(v <= 0 for v in values):
         raise argparse.ArgumentTypeError(f"numbers must be > 0, got {text!r}")
     return values
+
+
+def _flag_type(field):
+    """The `argparse` type of a config field: its annotation, `int | None` -> int."""
+    kind = field.type
+    if isinstance(kind, types.UnionType):
+        kind = next(arg for arg in kind.__args__ if arg is not type(None))
+    return parse_int_list if kind is tuple else kind
+
+
+def add_config_flags(parser, config_class):
+    """Adds one flag per field of a settings dataclass (e.g. `TrainConfig`).
+
+    The field `latent_dim` becomes `--latent-dim`, with the field's default,
+    and the help text and choices of its metadata (`train.setting`); a bool
+    field becomes a switch.
+    """
+    for field in dataclasses.fields(config_class):
+        flag = "--" + field.name.replace("_", "-")
+        meta = field.metadata
+        if field.type is bool:
+            parser.add_argument(flag, action="store_true", help=meta["help"])
+            continue
+        parser.add_argument(
+            flag, type=_flag_type(field), default=field.default, choices=meta["choices"],
+            metavar=meta["metavar"], help=meta["help"],
+        )
+
+
+def config_from_args(config_class, args):
+    """The settings dataclass filled from the flags of `add_config_flags`."""
+    return config_class(
+        **{field.name: getattr(args, field.name) for field in dataclasses.fields(config_class)}
+    )
 
 
 def announce_backend(prog):

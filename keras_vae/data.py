@@ -35,6 +35,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
+from keras_vae.backend import import_tensorflow_quietly
 from keras_vae.errors import DataUnavailableError
 
 _IDX_FILES = (
@@ -79,7 +80,7 @@ class Dataset:
 
 def _tfds():
     """Imports TFDS; keeps TensorFlow off the GPU when it only reads data."""
-    import tensorflow as tf
+    tf = import_tensorflow_quietly()
     import tensorflow_datasets as tfds
 
     if keras.backend.backend() != "tensorflow":

@@ -176,17 +176,25 @@ class VAE(keras.Model):
         """`(b, d)` -> `(b, iw_samples, d)`, repeating each row."""
         return ops.repeat(tensor[:, None, :], self.iw_samples, axis=1)
 
-    def step_kl_weight(self, training=False):
+    def kl_weight(self, training=False):
         """This step's KL weight: `beta`, ramped up from 0 while warming up.
 
-        In training, also counts the step (the warm-up's clock); evaluation
-        always uses the full weight `beta`.
+        Reads the warm-up's step count without changing it (the training
+        step advances it, see `advance_warmup`); evaluation always uses the
+        full weight `beta`.
         """
         if not training or self.warmup_step is None:
             return self.beta
-        progress = ops.minimum(self.warmup_step / self.kl_warmup_steps, 1.0)
-        self.warmup_step.assign_add(1.0)
-        return self.beta * progress
+        return self.beta * ops.minimum(self.warmup_step / self.kl_warmup_steps, 1.0)
+
+    def advance_warmup(self):
+        """Counts one training step on the KL warm-up's clock (if it has one).
+
+        Called by the training step of every backend (`keras_vae.steps`),
+        after the step's losses, so that `call` stays a pure forward pass.
+        """
+        if self.warmup_step is not None:
+            self.warmup_step.assign_add(1.0)
 
     def call(self, inputs, training=False):
         """Encodes, samples `iw_samples` z per image and decodes them.
@@ -195,7 +203,9 @@ class VAE(keras.Model):
             inputs: images `(b, *image_shape)`, or `(images, labels)` for a
                 conditional VAE.
             training: True in the training step: binarizes the images
-                dynamically if asked, and advances the KL warm-up.
+                dynamically if asked. The KL warm-up is not advanced here
+                (see `advance_warmup`), so calling the model changes no
+                setting of its training.
 
         Returns:
             A dict of tensors: `targets` (the images the decoder must
@@ -203,8 +213,7 @@ class VAE(keras.Model):
             `z_mean`, `z_log_var` `(b, latent_dim)`, `z` (the samples) and
             `logits` (Bernoulli logits of the images), of shapes
             `(b, latent_dim)` and `(b, *image_shape)` for one sample, or
-            `(b, k, latent_dim)` and `(b, k, *image_shape)` for k > 1, and
-            `kl_weight`, the KL weight of this step.
+            `(b, k, latent_dim)` and `(b, k, *image_shape)` for k > 1.
         """
         images, condition = self._split_inputs(inputs)
         if self.binarization is not None:
@@ -223,23 +232,25 @@ class VAE(keras.Model):
             "z_log_var": z_log_var,
             "z": z,
             "logits": logits,
-            "kl_weight": self.step_kl_weight(training),
         }
 
     # The objective ---------------------------------------------------------
 
-    def losses_from_outputs(self, outputs):
-        """The model's losses given `call`'s outputs (see `losses.objective`)."""
+    def losses_from_outputs(self, outputs, training=False):
+        """The model's losses given `call`'s outputs (see `losses.objective`).
+
+        `training` picks the KL weight: the warm-up's current one, or `beta`.
+        """
         return losses.objective(
             outputs["targets"],
             outputs,
-            kl_weight=outputs["kl_weight"],
+            kl_weight=self.kl_weight(training),
             free_bits=self.free_bits,
         )
 
     def compute_losses(self, inputs, training=False):
         """Runs the model on `inputs` and returns its dict of losses."""
-        return self.losses_from_outputs(self(inputs, training=training))
+        return self.losses_from_outputs(self(inputs, training=training), training)
 
     @property
     def metrics(self):

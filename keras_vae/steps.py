@@ -17,6 +17,13 @@ def _inputs(data):
     return keras.utils.unpack_x_y_sample_weight(data)[0]
 
 
+def _training_losses(model, inputs):
+    """The losses of one training step; then the KL warm-up counts the step."""
+    losses = model.compute_losses(inputs, training=True)
+    model.advance_warmup()
+    return losses
+
+
 def _update_trackers(model, losses):
     """Adds a batch's losses to the model's mean trackers; returns the logs."""
     for tracker in model.metrics:
@@ -32,7 +39,7 @@ def tensorflow_train_step(model, data):
 
     inputs = _inputs(data)
     with tf.GradientTape() as tape:
-        losses = model.compute_losses(inputs, training=True)
+        losses = _training_losses(model, inputs)
     gradients = tape.gradient(losses["loss"], model.trainable_weights)
     model.optimizer.apply(gradients, model.trainable_weights)
     return _update_trackers(model, losses)
@@ -46,7 +53,7 @@ def torch_train_step(model, data):
 
     inputs = _inputs(data)
     model.zero_grad()
-    losses = model.compute_losses(inputs, training=True)
+    losses = _training_losses(model, inputs)
     losses["loss"].backward()
     variables = model.trainable_weights
     gradients = [variable.value.grad for variable in variables]
@@ -136,11 +143,20 @@ def stateful_test_step(model, data):
 
 
 def _jax_losses(model, trainable, non_trainable, inputs, training):
-    """Pure version of `model.compute_losses`; also returns the new state."""
-    outputs, non_trainable = model.stateless_call(
-        trainable, non_trainable, inputs, training=training
-    )
-    losses = model.losses_from_outputs(outputs)
+    """Pure version of the step's losses; also returns the new state.
+
+    As `Layer.stateless_call` does, the variables take the given values in a
+    `StatelessScope`, and what the step assigns (the sampling layers' seeds,
+    the warm-up's counter) comes back as the new non-trainable values.
+    """
+    mapping = list(zip(model.trainable_variables, trainable))
+    mapping += zip(model.non_trainable_variables, non_trainable)
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        if training:
+            losses = _training_losses(model, inputs)
+        else:
+            losses = model.compute_losses(inputs, training=False)
+    non_trainable = [scope.get_current_value(v) for v in model.non_trainable_variables]
     return losses["loss"], (losses, non_trainable)
 
 

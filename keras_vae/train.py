@@ -1,25 +1,15 @@
 """Training and evaluating a VAE run: the work behind `scripts/train.py`.
 
-A run is described by a `TrainConfig` and writes everything into one folder:
-
-    model.keras          the final model
-    best.keras           the model with the lowest validation loss
-    config.json          the configuration, backend and package versions
-    history.csv          per-epoch train and validation losses
-    samples/epoch_NNN.png         the same 64 z decoded after each epoch
-    reconstructions/epoch_NNN.png test images above their reconstructions
-    metrics.json         test-set losses and timings
-    figures/             latent scatter and manifold, interpolations,
-                         reconstructions, training curves, samples.gif
-    backup/              the resume checkpoint, while the run is unfinished
-
-Running again with the same output folder resumes an interrupted run from its
-last completed epoch (see `callbacks.RunCheckpoint`).
+A run is described by a `TrainConfig` and writes everything into one folder
+(`run_folder.RunFolder` lists its files). Running again with the same output
+folder resumes an interrupted run from its last completed epoch (see
+`callbacks.RunCheckpoint`).
 """
 
 import dataclasses
 import datetime
 import importlib.metadata
+import importlib.util
 import json
 import math
 import platform
@@ -30,10 +20,11 @@ import keras
 import numpy as np
 
 from keras_vae import callbacks, data, evaluation, files, losses, visualize
-from keras_vae.backend import list_devices
+from keras_vae.backend import import_tensorflow_quietly, list_devices
 from keras_vae.errors import UserError
 from keras_vae.model import VAE
 from keras_vae.networks import ARCHITECTURES, check_architecture
+from keras_vae.run_folder import RunFolder
 
 NUM_SAMPLES = 64  # the 8x8 grid written after every epoch
 JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
@@ -49,67 +40,95 @@ def learning_rate(config, steps_per_epoch):
     return config.learning_rate
 
 
+def setting(default, help, choices=None, resumable=False, metavar=None, model=False):
+    """A `TrainConfig` field with what its command-line flag needs.
+
+    `train.py` makes one flag per field (`cli.add_config_flags`): the flag
+    `--name-with-dashes`, this default, help text and choices.
+
+    Args:
+        default: the field's default.
+        help: one line for `--help`.
+        choices: the values allowed, if a fixed set.
+        resumable: True if a resumed run may change it (where the data is,
+            speed and logging settings): other changes are refused.
+        metavar: the flag's placeholder in `--help`.
+        model: True if `VAE` takes it by the same name (`build_model`).
+    """
+    metadata = dict(
+        help=help, choices=choices, resumable=resumable, metavar=metavar, model=model
+    )
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a training run. Defaults: the original design.
 
-    Attributes:
-        epochs: passes over the training set.
-        batch_size: images per gradient step.
-        latent_dim: size of z.
-        hidden_dim: units of the hidden Dense layers.
-        architecture: `"mlp"` (the original), `"conv"` or `"resnet"`.
-        filters: channels of the stride-2 convolutions (conv, resnet).
-        blocks: residual blocks per resolution (resnet).
-        conditional: train a conditional VAE on the labels.
-        beta: weight of the KL term (1: the ELBO).
-        kl_warmup_epochs: grow the KL weight linearly from 0 to `beta` over
-            this many epochs (0: no warm-up).
-        free_bits: floor of each latent dimension's batch-mean KL, in nats.
-        iw_samples: samples of z per image; k > 1 trains on the IWAE bound.
-        learning_rate: Adam's (initial) learning rate.
-        lr_schedule: `"constant"`, or `"cosine"`: decay the learning rate
-            along a cosine from `learning_rate` to 1% of it over the run.
-        seed: seeds Keras, the backend and NumPy; same seed and backend give
-            the same numbers.
-        dataset: TFDS dataset name (`data.DATASETS`).
-        binarize: `none`, `dynamic` or `static` (see `keras_vae.data`).
-        final_iw_samples: if > 0, estimate the test log-likelihood with this
-            many importance samples at the end (`evaluation`).
-        data_dir: TFDS data directory (default: `TFDS_DATA_DIR`).
-        manual_dir: folder with the original dataset files, for offline use.
-        num_train: use only the first `num_train` training images.
-        num_test: use only the first `num_test` test images.
-        jit_compile: `"auto"`, `"true"` or `"false"`: compile the training
-            step with XLA (TensorFlow, JAX) or `torch.compile` (PyTorch).
-        steps_per_execution: training steps run per call into the compiled
-            function (fewer Python round trips; must be 1 on torch).
+    Each field is a flag of `train.py` (`--latent-dim` for `latent_dim`) with
+    the help text written beside it, and `config.json` records them all.
     """
 
-    epochs: int = 10
-    batch_size: int = 128
-    latent_dim: int = 20
-    hidden_dim: int = 512
-    architecture: str = "mlp"
-    filters: tuple = (32, 64)
-    blocks: int = 1
-    conditional: bool = False
-    beta: float = 1.0
-    kl_warmup_epochs: float = 0.0
-    free_bits: float = 0.0
-    iw_samples: int = 1
-    learning_rate: float = 1e-3
-    lr_schedule: str = "constant"
-    seed: int = 0
-    dataset: str = "mnist"
-    binarize: str = "none"
-    final_iw_samples: int = 0
-    data_dir: str | None = None
-    manual_dir: str | None = None
-    num_train: int | None = None
-    num_test: int | None = None
-    jit_compile: str = "auto"
-    steps_per_execution: int = 1
+    epochs: int = setting(10, "passes over the training set")
+    batch_size: int = setting(128, "images per gradient step")
+    latent_dim: int = setting(20, "size of the latent vector z", model=True)
+    hidden_dim: int = setting(512, "units of the hidden Dense layers", model=True)
+    architecture: str = setting(
+        "mlp", "mlp (the original), conv (strided convolutions) or resnet "
+        "(with residual blocks)", choices=ARCHITECTURES, model=True)
+    filters: tuple = setting(
+        (32, 64), "channels of the stride-2 convolutions, e.g. 32,64 (conv and resnet)",
+        metavar="N,N", model=True)
+    blocks: int = setting(1, "residual blocks per resolution (resnet)", model=True)
+    conditional: bool = setting(
+        False, "train a conditional VAE: the encoder and decoder also see the digit's label")
+    beta: float = setting(1.0, "weight of the KL term (beta-VAE; 1 is the ELBO)", model=True)
+    kl_warmup_epochs: float = setting(
+        0.0, "grow the KL weight linearly from 0 to beta over this many epochs (0: off)")
+    free_bits: float = setting(
+        0.0, "floor of each latent dimension's KL, in nats (Kingma et al. 2016; 0: off)", model=True)
+    iw_samples: int = setting(
+        1, "samples of z per image; K > 1 trains on the IWAE bound (Burda et al.), 1 is the VAE", model=True)
+    learning_rate: float = setting(1e-3, "Adam learning rate")
+    lr_schedule: str = setting(
+        "constant", "constant, or cosine decay to 1%% of the learning rate over the run",
+        choices=LR_SCHEDULES)
+    seed: int = setting(0, "random seed (same seed and backend, same numbers)")
+    dataset: str = setting("mnist", "the TFDS dataset", choices=data.DATASETS)
+    binarize: str = setting(
+        "none", "none (grey levels), dynamic (a fresh Bernoulli sample every step; the "
+        "likelihood protocol) or static (one fixed sample)", choices=data.BINARIZATIONS)
+    final_iw_samples: int = setting(
+        0, "at the end, estimate the test log-likelihood with K importance samples "
+        "(0: skip; 5000 is the literature's standard)")
+    data_dir: str | None = setting(
+        None, "prepared TFDS data directory (default: $TFDS_DATA_DIR, else "
+        "~/tensorflow_datasets)", resumable=True)
+    manual_dir: str | None = setting(
+        None, "folder with the original MNIST .gz files, to prepare the data offline",
+        resumable=True)
+    num_train: int | None = setting(None, "use only the first N training images (quick runs)")
+    num_test: int | None = setting(None, "use only the first N test images (quick runs)")
+    jit_compile: str = setting(
+        "auto", "compile the training step (XLA on TensorFlow/JAX, torch.compile on "
+        "PyTorch); auto: Keras's choice", choices=tuple(JIT_COMPILE), resumable=True)
+    steps_per_execution: int = setting(
+        1, "training steps per call into the compiled step (tensorflow and jax; torch needs 1)",
+        resumable=True)
+    tensorboard: bool = setting(
+        False, "also write TensorBoard logs (every loss per epoch, and the epoch's sample "
+        "grid) to logs/ in the run folder", resumable=True)
+
+    def model_settings(self):
+        """The settings that `VAE` takes by the same name, as a dict."""
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["model"]
+        }
+
+    @classmethod
+    def resumable_settings(cls):
+        """Names of the settings a resumed run may change."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["resumable"])
 
     def __post_init__(self):
         self.filters = tuple(int(f) for f in self.filters)
@@ -158,56 +177,50 @@ def default_output_dir(root="runs"):
     return Path(root) / f"{stamp}-{keras.backend.backend()}"
 
 
-def check_output_dir(output_dir):
-    """Raises `UserError` if `output_dir` exists and is not a folder."""
-    output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UserError(f"--output-dir {output_dir} exists and is not a folder")
-    return output_dir
-
-
-# Settings that may differ when a run is resumed: where the data is, and speed.
-_RESUMABLE_CHANGES = ("data_dir", "manual_dir", "jit_compile", "steps_per_execution")
-
-
-def saved_config(output_dir):
-    """The `TrainConfig` recorded in a run folder's `config.json`.
+def saved_config(run):
+    """The `TrainConfig` recorded in a run folder (a `RunFolder` or a path).
 
     Raises:
         UserError: the folder holds no run.
     """
-    path = Path(output_dir) / "config.json"
-    if not path.is_file():
-        raise UserError(f"{output_dir} holds no run to resume (no config.json)")
-    return TrainConfig(**json.loads(path.read_text())["config"])
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    settings = run.settings()
+    if settings is None:
+        raise UserError(f"{run.path} holds no run to resume (no config.json)")
+    return TrainConfig(**settings)
 
 
-def check_can_continue(config, output_dir):
+def check_can_continue(config, run):
     """Refuses to write over a finished run or to resume a different one.
 
+    Args:
+        config: the `TrainConfig` of the run to start or resume.
+        run: its `RunFolder`.
+
     Raises:
-        UserError: `output_dir` holds a finished run, or a run whose
-            configuration differs from `config`.
+        UserError: the folder holds a finished run (whatever its settings),
+            or an unfinished run whose settings differ from `config`.
     """
-    output_dir = check_output_dir(output_dir)
-    if (output_dir / "config.json").is_file():
-        saved = dataclasses.asdict(saved_config(output_dir))
+    run.check_is_folder()
+    if run.is_finished():
+        raise UserError(
+            f"{run.path} already holds a finished run; choose another --output-dir"
+        )
+    if run.holds_run():
+        saved = dataclasses.asdict(saved_config(run))
         wanted = dataclasses.asdict(config)
         changed = [
             f"{key} {saved[key]!r} -> {wanted[key]!r}"
             for key in wanted
-            if key not in _RESUMABLE_CHANGES and saved.get(key) != wanted[key]
+            if key not in TrainConfig.resumable_settings() and saved.get(key) != wanted[key]
         ]
         if changed:
             raise UserError(
-                f"{output_dir} holds a run with other settings ({', '.join(changed)}); "
-                f"resume it with --resume {output_dir}, or choose another --output-dir"
+                f"{run.path} holds an unfinished run with other settings "
+                f"({', '.join(changed)}); continue it with its own settings by "
+                f"--resume {run.path}, or choose another --output-dir"
             )
-    if (output_dir / "metrics.json").is_file() and not (output_dir / "backup").is_dir():
-        raise UserError(
-            f"{output_dir} already holds a finished run; choose another --output-dir"
-        )
-    return output_dir
+    return run
 
 
 def environment():
@@ -241,17 +254,10 @@ def one_per_class(labels, num_classes=10):
 def build_model(config, steps_per_epoch):
     """The `VAE` that `config` describes, for `steps_per_epoch` training steps."""
     return VAE(
-        latent_dim=config.latent_dim,
-        hidden_dim=config.hidden_dim,
+        **config.model_settings(),
         dynamic_binarization=config.binarize == "dynamic",
-        architecture=config.architecture,
-        filters=config.filters,
-        blocks=config.blocks,
         num_classes=data.NUM_CLASSES if config.conditional else 0,
-        beta=config.beta,
         kl_warmup_steps=round(config.kl_warmup_epochs * steps_per_epoch),
-        free_bits=config.free_bits,
-        iw_samples=config.iw_samples,
     )
 
 
@@ -260,12 +266,52 @@ def model_inputs(model, images, labels):
     return (images, labels) if model.conditional else images
 
 
+def epoch_callbacks(model, config, run, dataset, rows):
+    """The callbacks that write the run folder during `fit`, in their order.
+
+    Args:
+        model: the `VAE` being trained.
+        config: its `TrainConfig`.
+        run: the `RunFolder`.
+        dataset: the `data.Dataset` (one test image per class is shown).
+        rows: `history.csv`'s rows of the epochs already done (resuming).
+
+    Returns:
+        `(callbacks, history, divergence)`: the list for `fit`, and the two
+        that `train_and_evaluate` reads afterwards.
+    """
+    chosen = one_per_class(dataset.y_test)
+    labels = dataset.y_test[chosen] if model.conditional else None
+    if model.conditional:  # one row per digit, the same z in each column
+        grid_rows, grid_cols = model.num_classes, NUM_SAMPLES // 8
+        sample_z, sample_labels = model.class_grid_inputs(grid_cols, seed=config.seed)
+    else:
+        grid_rows = grid_cols = sample_labels = None
+        sample_z = model.sample_prior(NUM_SAMPLES, seed=config.seed)
+    history = callbacks.HistoryCSV(run.history, rows)
+    divergence = callbacks.StopOnNaN()
+    best_so_far = min((r["val_loss"] for r in rows if "val_loss" in r), default=math.inf)
+    written = [
+        divergence,
+        callbacks.EpochTimer(),
+        history,
+        callbacks.BestModelCheckpoint(run.best_model, best=best_so_far),
+        callbacks.SampleGrid(sample_z, run.samples, grid_rows, grid_cols, sample_labels),
+        callbacks.ReconstructionGrid(dataset.x_test[chosen], run.reconstructions, labels),
+    ]
+    if config.tensorboard:
+        written += callbacks.tensorboard(run.logs, run.samples)
+    # Last: commits the epoch once its files are written.
+    written.append(callbacks.RunCheckpoint(run.backup))
+    return written, history, divergence
+
+
 def train_and_evaluate(config, output_dir, verbose="auto"):
     """Trains a VAE as `config` says and evaluates it on the test split.
 
     Args:
         config: a `TrainConfig`.
-        output_dir: the run's folder (created; see the module docstring).
+        output_dir: the run's folder (created; see `run_folder`).
         verbose: Keras's `fit` verbosity (`"auto"`, 0, 1 or 2).
 
     Returns:
@@ -275,9 +321,12 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         UserError: bad output folder, the data cannot be had, or training
             diverged (the files of the last good epoch are kept).
     """
-    output_dir = check_can_continue(config, output_dir)
+    run = check_can_continue(config, RunFolder(output_dir))
     if keras.backend.backend() == "torch" and config.steps_per_execution != 1:
         raise UserError("steps_per_execution must be 1 with the torch backend")
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard")
+    import_tensorflow_quietly()  # Keras seeds TensorFlow too, and TFDS reads the data
     keras.utils.set_random_seed(config.seed)
     dataset = data.load_dataset(
         config.dataset,
@@ -287,15 +336,9 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         num_test=config.num_test,
         binarization=config.binarize,
     )
-    output_dir.mkdir(parents=True, exist_ok=True)
-    files.remove_stale_temporaries(output_dir)  # from a run killed mid-write
-    files.write_json(
-        output_dir / "config.json",
-        {
-            "config": dataclasses.asdict(config),
-            **environment(),
-        },
-    )
+    run.path.mkdir(parents=True, exist_ok=True)
+    files.remove_stale_temporaries(run.path)  # from a run killed mid-write
+    run.write_config(dataclasses.asdict(config), environment())
 
     steps_per_epoch = math.ceil(len(dataset.x_train) / config.batch_size)
     model = build_model(config, steps_per_epoch)
@@ -304,31 +347,15 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         jit_compile=JIT_COMPILE[config.jit_compile],
         steps_per_execution=config.steps_per_execution,
     )
-    chosen = one_per_class(dataset.y_test)
-    originals = dataset.x_test[chosen]
-    labels = dataset.y_test[chosen] if model.conditional else None
-    if model.conditional:  # one row per digit, the same z in each column
-        grid_rows, grid_cols = model.num_classes, NUM_SAMPLES // 8
-        sample_z, sample_labels = model.class_grid_inputs(grid_cols, seed=config.seed)
-    else:
-        grid_rows = grid_cols = sample_labels = None
-        sample_z = model.sample_prior(NUM_SAMPLES, seed=config.seed)
     x_train = model_inputs(model, dataset.x_train, dataset.y_train)
     x_test = model_inputs(model, dataset.x_test, dataset.y_test)
 
     # Resuming: keep what the committed epochs wrote, redo the rest.
-    checkpoint = callbacks.RunCheckpoint(output_dir / "backup")
-    done = checkpoint.completed_epochs()
-    rows = [
-        row
-        for row in callbacks.read_history(output_dir / "history.csv")
-        if row["epoch"] <= done
-    ]
+    done = callbacks.RunCheckpoint(run.backup).completed_epochs()
+    rows = [row for row in run.read_history() if row["epoch"] <= done]
     if done:
-        print(f"Resuming {output_dir} after epoch {done} of {config.epochs}.")
-    history = callbacks.HistoryCSV(output_dir / "history.csv", rows)
-    divergence = callbacks.StopOnNaN()
-    best_so_far = min((r["val_loss"] for r in rows if "val_loss" in r), default=math.inf)
+        print(f"Resuming {run.path} after epoch {done} of {config.epochs}.")
+    written, history, divergence = epoch_callbacks(model, config, run, dataset, rows)
     model.fit(
         x_train,
         epochs=config.epochs,
@@ -336,22 +363,12 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         validation_data=(x_test,),
         shuffle=True,
         verbose=verbose,
-        callbacks=[
-            divergence,
-            callbacks.EpochTimer(),
-            history,
-            callbacks.BestModelCheckpoint(output_dir / "best.keras", best=best_so_far),
-            callbacks.SampleGrid(
-                sample_z, output_dir / "samples", grid_rows, grid_cols, sample_labels
-            ),
-            callbacks.ReconstructionGrid(originals, output_dir / "reconstructions", labels),
-            checkpoint,  # last: commits the epoch once its files are written
-        ],
+        callbacks=written,
     )
     if divergence.diverged_epoch is not None:
         kept = (
             f"the files of epoch {history.rows[-1]['epoch']}, the last good one, "
-            f"are kept in {output_dir}"
+            f"are kept in {run.path}"
             if history.rows
             else "no epoch completed, so no model was saved"
         )
@@ -360,7 +377,7 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
             f"became NaN or infinite) and was stopped; {kept}. "
             f"Try a lower --learning-rate."
         )
-    files.save_model(model, output_dir / "model.keras")
+    files.save_model(model, run.model)
 
     test = model.evaluate(
         x_test, batch_size=config.batch_size, verbose=0, return_dict=True
@@ -383,9 +400,7 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
             iw_samples=config.final_iw_samples, seed=config.seed
         )
         metrics.update({f"test_{k}": v for k, v in likelihood.items()})
-    files.write_json(output_dir / "metrics.json", metrics)
-    visualize.make_figures(
-        model, dataset.x_test, dataset.y_test, output_dir / "figures", run_dir=output_dir
-    )
-    checkpoint.delete()
+    files.write_json(run.metrics, metrics)
+    visualize.make_figures(model, dataset.x_test, dataset.y_test, run.figures, run_dir=run.path)
+    written[-1].delete()  # the RunCheckpoint: the run is finished
     return metrics

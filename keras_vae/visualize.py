@@ -24,8 +24,8 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from keras_vae import images as grids
-from keras_vae.callbacks import read_history
 from keras_vae.files import atomic_path
+from keras_vae.run_folder import RunFolder, read_history
 
 
 def _save(figure, path):
@@ -260,8 +260,9 @@ def make_figures(model, images, labels, output_dir, run_dir=None):
         model: a trained `VAE`.
         images, labels: test images and labels (-1 if none).
         output_dir: folder for the pictures.
-        run_dir: optional training-run folder, for `history.csv` and
-            `samples/` (training curves and the GIF are skipped without it).
+        run_dir: optional training-run folder (`run_folder.RunFolder`), for
+            its history and sample grids (training curves and the GIF are
+            skipped without them).
     """
     output_dir = Path(output_dir)
     written = [
@@ -270,8 +271,9 @@ def make_figures(model, images, labels, output_dir, run_dir=None):
         interpolation(model, images, output_dir / "interpolation.png", labels=labels),
         reconstructions(model, images, output_dir / "reconstructions.png", labels=labels),
     ]
-    if run_dir is not None and (Path(run_dir) / "history.csv").is_file():
-        written.append(training_curves(Path(run_dir) / "history.csv", output_dir / "training_curves.png"))
-    if run_dir is not None and list((Path(run_dir) / "samples").glob("epoch_*.png")):
-        written.append(samples_gif(Path(run_dir) / "samples", output_dir / "samples.gif"))
+    run = RunFolder(run_dir) if run_dir is not None else None
+    if run is not None and run.history.is_file():
+        written.append(training_curves(run.history, output_dir / "training_curves.png"))
+    if run is not None and run.sample_grids():
+        written.append(samples_gif(run.samples, output_dir / "samples.gif"))
     return written

@@ -1,85 +1,15 @@
-"""Estimate a saved model's test log-likelihood: `python scripts/evaluate.py MODEL.keras`.
+"""`python scripts/evaluate.py`: test-set ELBO and importance-weighted log-likelihood of a saved model.
 
-Reports the negative ELBO, its reconstruction and KL terms, the
-importance-weighted NLL estimate (Burda et al.), bits per dimension and active
-units on the test split, as a table and as JSON. See keras_vae/evaluation.py.
+The same as `keras-vae evaluate`; the command is keras_vae/commands/evaluate.py, and
+`--help` lists its flags.
 """
 
-import argparse
 import sys
-import time
+from pathlib import Path
 
-try:
-    from keras_vae import cli, evaluation, files
-except ImportError as error:  # an unknown or missing KERAS_BACKEND
-    sys.exit(f"evaluate.py: error: {error}")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a clone too
 
-import keras
-
-from keras_vae.errors import UserError
-
-PROG = "evaluate.py"
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Likelihood evaluation of a saved keras-vae model on a test split.",
-        formatter_class=cli.HelpFormatter,
-    )
-    cli.add_test_data_flags(parser, default_binarize="dynamic")
-    parser.add_argument("--iw-samples", type=int, default=5000, help="importance samples k per image (5000: Burda et al.)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
-    parser.add_argument("--output", default=None, help="also write the results to this JSON file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--max-rows", type=int, default=evaluation.MAX_ROWS, help="latent vectors decoded per forward pass (memory vs. speed)")
-    cli.add_debug_flag(parser)
-    return parser.parse_args(argv)
-
-
-def main(argv):
-    args = parse_args(argv)
-    for name in ("iw_samples", "max_rows"):
-        if getattr(args, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    model, images, labels, dataset, binarize = cli.load_model_and_test_split(
-        args, default_binarize="dynamic"
-    )
-    start = time.perf_counter()
-    results = evaluation.evaluate_likelihood(
-        model, images, labels=labels if model.conditional else None, iw_samples=args.iw_samples, seed=args.seed,
-        max_rows=args.max_rows, verbose=0 if args.quiet else 1,
-    )
-    results.update(
-        model=str(args.model),
-        dataset=dataset,
-        binarize=binarize,
-        conditional=model.conditional,
-        backend=keras.backend.backend(),
-        seconds=time.perf_counter() - start,
-    )
-    print(format_table(results))
-    if args.output:
-        files.write_json(args.output, results)
-
-
-def format_table(r):
-    pixels = "binary pixels" if r["binarize"] != "none" or r["dataset"] == "binarized_mnist" else "grey-level pixels: a loss, not a likelihood"
-    return "\n".join(
-        [
-            f"{r['model']} on the {r['dataset']} test split ({r['num_examples']} images, "
-            f"binarize={r['binarize']}; {pixels}), backend {r['backend']}",
-            f"  -ELBO                {r['neg_elbo']:9.2f} nats",
-            f"    reconstruction     {r['reconstruction']:9.2f} nats",
-            f"    KL                 {r['kl']:9.2f} nats",
-            f"  {'IWAE NLL (k=' + str(r['iw_samples']) + ')':<20} {r['iw_nll']:9.2f} nats"
-            + ("  (conditional: -log p(x|y))" if r.get("conditional") else ""),
-            f"  bits per dimension   {r['bits_per_dim']:9.4f}",
-            f"  active units         {r['active_units']:6d} / {r['latent_dim']}",
-            f"  ({r['seconds']:.1f} s)",
-        ]
-    )
-
+from keras_vae_cli import launch  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, PROG))
+    sys.exit(launch("evaluate", "evaluate.py"))

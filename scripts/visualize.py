@@ -1,53 +1,15 @@
-"""Draw the pictures of a saved model: `python scripts/visualize.py MODEL.keras`.
+"""`python scripts/visualize.py`: latent space, manifold, interpolations and training curves of a saved model.
 
-Writes latent_scatter.png, latent_manifold.png, interpolation.png and
-reconstructions.png; with the model's training-run folder (by default the
-model's own folder, when it holds history.csv and samples/) also
-training_curves.png and samples.gif. See keras_vae/visualize.py.
+The same as `keras-vae visualize`; the command is keras_vae/commands/visualize.py, and
+`--help` lists its flags.
 """
 
-import argparse
 import sys
 from pathlib import Path
 
-try:
-    from keras_vae import cli, visualize
-except ImportError as error:  # an unknown or missing KERAS_BACKEND
-    sys.exit(f"visualize.py: error: {error}")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a clone too
 
-from keras_vae.errors import UserError
-
-PROG = "visualize.py"
-
-
-def parse_args(argv):
-    parser = argparse.ArgumentParser(
-        prog=PROG,
-        description="Pictures of a saved keras-vae model and of its training run.",
-        formatter_class=cli.HelpFormatter,
-    )
-    cli.add_test_data_flags(parser, default_binarize="none")
-    parser.add_argument("--output-dir", default=None, help="folder for the pictures (default: figures/ beside the model)")
-    parser.add_argument("--run-dir", default=None, help="training-run folder with history.csv and samples/ (default: the model's folder)")
-    cli.add_debug_flag(parser)
-    return parser.parse_args(argv)
-
-
-def main(argv):
-    args = parse_args(argv)
-    if args.num_examples is not None and args.num_examples < 10:
-        raise UserError(f"--num-examples must be >= 10, got {args.num_examples}")
-    model_path = Path(args.model)
-    output_dir = Path(args.output_dir or model_path.parent / "figures")
-    if output_dir.exists() and not output_dir.is_dir():
-        raise UserError(f"--output-dir {output_dir} exists and is not a folder")
-    model, images, labels, _, _ = cli.load_model_and_test_split(args, default_binarize="none")
-    written = visualize.make_figures(
-        model, images, labels, output_dir, run_dir=args.run_dir or model_path.parent
-    )
-    for path in written:
-        print(f"{PROG}: wrote {path}")
-
+from keras_vae_cli import launch  # noqa: E402
 
 if __name__ == "__main__":
-    sys.exit(cli.run(main, PROG))
+    sys.exit(launch("visualize", "visualize.py"))

@@ -20,9 +20,8 @@ BACKENDS = ("tensorflow", "jax", "torch")
 if "TFDS_DATA_DIR" not in os.environ and (SHARED / "tfds").is_dir():
     os.environ["TFDS_DATA_DIR"] = str(SHARED / "tfds")
 
+import keras_vae  # noqa: E402,F401  (first: it sets TensorFlow's log level)
 import keras  # noqa: E402
-
-import keras_vae  # noqa: E402,F401
 from keras_vae import data  # noqa: E402
 
 
@@ -46,6 +45,9 @@ def run_python(args, backend=None, env=None, timeout=600, cwd=None):
         env: extra environment variables (a value of None removes one).
     """
     child_env = dict(os.environ)
+    # A user's shell: no log level that this process's imports (JAX sets one)
+    # chose for themselves.
+    child_env.pop("TF_CPP_MIN_LOG_LEVEL", None)
     child_env["KERAS_BACKEND"] = backend or keras.backend.backend()
     for key, value in (env or {}).items():
         if value is None:

@@ -128,16 +128,18 @@ def test_kl_warmup_weight_grows_linearly_to_beta(fixed):
     model = VAE(latent_dim=3, hidden_dim=16, beta=0.5, kl_warmup_steps=4, seed=1)
     x = fixed["x"]
     for step in range(7):
-        outputs = model(x, training=True)
-        result = {k: float(to_numpy(v)) for k, v in model.losses_from_outputs(outputs).items()}
+        result = {k: float(to_numpy(v)) for k, v in model.compute_losses(x, training=True).items()}
         weight = 0.5 * min(1.0, step / 4)
-        assert float(to_numpy(outputs["kl_weight"])) == pytest.approx(weight)
+        assert float(to_numpy(model.kl_weight(training=True))) == pytest.approx(weight)
         assert result["loss"] == pytest.approx(
             result["reconstruction_loss"] + weight * result["kl_loss"], rel=1e-5
         )
-    # Evaluation uses the full weight and does not advance the warm-up.
-    outputs = model(x, training=False)
-    assert float(to_numpy(outputs["kl_weight"])) == 0.5
+        model.advance_warmup()  # what the training step does after its losses
+    # Evaluation uses the full weight; neither it nor calling the model
+    # (in training mode too) moves the warm-up's clock.
+    assert float(to_numpy(model.kl_weight(training=False))) == 0.5
+    model(x, training=True)
+    model.compute_losses(x, training=False)
     assert float(to_numpy(model.warmup_step)) == 7
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SCRIPTS, error_lines, run_python, run_script
-from keras_vae import VAE, backend as vae_backend, callbacks, files
+from keras_vae import VAE, backend as vae_backend, callbacks, files, run_folder
 from keras_vae.errors import BackendError, ModelFileError
 
 TINY_RUN = [
@@ -63,7 +63,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert f"after epoch {killed_at} of 5" in result.stdout
 
-    epochs = [row["epoch"] for row in callbacks.read_history(folder / "history.csv")]
+    epochs = [row["epoch"] for row in run_folder.read_history(folder / "history.csv")]
     assert epochs == [1, 2, 3, 4, 5]
     assert sorted(p.name for p in (folder / "samples").iterdir()) == [
         f"epoch_{i:03d}.png" for i in range(1, 6)
@@ -88,12 +88,21 @@ def test_resume_flag_and_finished_runs(tmp_path):
         "already holds a finished run",
     )
     one_error_line(run_script("train.py", "--resume", folder), "already holds a finished run")
-    # Other settings in the same folder are refused, naming the difference.
+    # Other settings pointed at the finished run get the same answer, with no
+    # advice to --resume it (which would be refused as above).
+    message = one_error_line(
+        run_script("train.py", "--epochs", "1", "--output-dir", folder, *TINY_RUN[:-2], "--latent-dim", "6", "--verbose", "0"),
+        "already holds a finished run",
+    )
+    assert "--resume" not in message
+    assert before == {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
+    # An unfinished run with other settings is refused, naming the difference,
+    # and told how to continue it.
+    (folder / "metrics.json").unlink()
     one_error_line(
         run_script("train.py", "--epochs", "1", "--output-dir", folder, *TINY_RUN[:-2], "--latent-dim", "6", "--verbose", "0"),
-        "latent_dim 4 -> 6",
+        "unfinished run with other settings", "latent_dim 4 -> 6", f"--resume {folder}",
     )
-    assert before == {p: p.stat().st_mtime_ns for p in folder.rglob("*") if p.is_file()}
     one_error_line(run_script("train.py", "--resume", tmp_path), "no run to resume")
 
 
@@ -107,7 +116,7 @@ def test_history_and_best_model_skip_non_finite_epochs(tmp_path):
     saved = (tmp_path / "best.keras").stat().st_mtime_ns
     for callback in (history, best):
         callback.on_epoch_end(1, {"loss": math.nan, "val_loss": math.nan})
-    assert [row["epoch"] for row in callbacks.read_history(tmp_path / "history.csv")] == [1]
+    assert [row["epoch"] for row in run_folder.read_history(tmp_path / "history.csv")] == [1]
     assert (tmp_path / "best.keras").stat().st_mtime_ns == saved
     assert isinstance(files.load_model(tmp_path / "best.keras"), VAE)
 

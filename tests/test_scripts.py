@@ -1,12 +1,14 @@
 """The command-line scripts end to end, and their answers to bad input."""
 
 import json
+import shutil
+import subprocess
 import zipfile
 
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, error_lines, run_script
+from conftest import BACKENDS, error_lines, run_python, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -29,6 +31,9 @@ EXPECTED_FILES = (
 )
 
 
+TRAIN_OUTPUT = {}
+
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     folder = tmp_path_factory.mktemp("run")
@@ -36,11 +41,12 @@ def run_dir(tmp_path_factory):
         "train.py",
         "--epochs", "2", "--num-train", "1024", "--num-test", "256",
         "--latent-dim", "8", "--hidden-dim", "64", "--seed", "1",
-        "--binarize", "dynamic", "--final-iw-samples", "20",
-        "--output-dir", folder, "--verbose", "0",
+        "--binarize", "dynamic", "--final-iw-samples", "20", "--tensorboard",
+        "--output-dir", folder,
     )
     assert result.returncode == 0, result.stderr[-3000:]
     assert "backend" in result.stdout and "test loss" in result.stdout
+    TRAIN_OUTPUT.update(stdout=result.stdout, stderr=result.stderr)
     return folder
 
 
@@ -66,6 +72,32 @@ def test_train_writes_every_output(run_dir, backend):
     assert lines[0].split(",")[:5] == ["epoch", "loss", "neg_elbo", "reconstruction_loss", "kl_loss"]
     assert "val_loss" in lines[0]
     assert [line.split(",")[0] for line in lines[1:]] == ["1", "2"]
+
+
+def test_output_to_a_file_is_one_line_per_epoch_without_tensorflow_noise(run_dir):
+    # The fixture's output went to a pipe, as to a log file: one line per
+    # epoch (Keras's verbose=2), no progress bar, no TensorFlow start-up lines.
+    stdout, stderr = TRAIN_OUTPUT["stdout"], TRAIN_OUTPUT["stderr"]
+    assert stdout.count("Epoch 1/2") == 1 and stdout.count("Epoch 2/2") == 1
+    assert "\r" not in stdout and "━" not in stdout
+    assert len([line for line in stdout.splitlines() if "val_loss" in line]) == 2
+    assert stderr.strip() == "", stderr[-2000:]
+
+
+def test_tensorboard_logs_every_loss_and_the_sample_grid(run_dir):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    tags = {}
+    for name in ("train", "validation"):
+        events = EventAccumulator(str(run_dir / "logs" / name), size_guidance={"tensors": 0})
+        events.Reload()
+        tags[name] = set(events.Tags()["tensors"])
+    losses = {"epoch_loss", "epoch_neg_elbo", "epoch_reconstruction_loss", "epoch_kl_loss"}
+    assert losses <= tags["train"] and losses <= tags["validation"]
+    assert "samples" in tags["train"]
+    events = EventAccumulator(str(run_dir / "logs" / "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    assert [event.step for event in events.Tensors("samples")] == [0, 1]  # one per epoch
 
 
 def test_generate_writes_png_and_npy(run_dir, tmp_path):
@@ -203,7 +235,8 @@ def test_train_offline_without_data_says_how_to_provide_it(tmp_path):
         (["--batch-size", "-1"], "batch_size must be > 0"),
         (["--latent-dim", "0"], "latent_dim must be > 0"),
         (["--learning-rate", "0"], "learning_rate must be > 0"),
-        (["--dataset", "cifar"], "unknown dataset"),
+        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["--binarize", "sometimes"], "invalid choice: 'sometimes'"),
         (["--iw-samples", "5", "--free-bits", "0.5"], "free bits apply to the VAE objective"),
     ],
 )
@@ -211,12 +244,36 @@ def test_train_rejects_bad_flags(flags, message):
     _assert_one_line_error(run_script("train.py", *flags), message)
 
 
-def test_unknown_backend_is_named(tmp_path):
-    result = run_script("generate.py", tmp_path / "m.keras", backend="mxnet")
+@pytest.mark.parametrize("name", ["train.py", "generate.py", "evaluate.py", "visualize.py", "export.py"])
+def test_unknown_backend_is_named(tmp_path, name):
+    result = run_script(name, tmp_path / "m.keras", backend="mxnet")
     _assert_one_line_error(result, "mxnet", "tensorflow, jax, torch")
+    assert result.returncode == 2
 
 
-@pytest.mark.parametrize("name", ["train.py", "evaluate.py", "generate.py", "visualize.py"])
+def test_keras_vae_command_runs_the_same_commands(tmp_path):
+    result = run_python(["-m", "keras_vae_cli", "--help"])
+    assert result.returncode == 0 and "generate" in result.stdout and "export" in result.stdout
+    result = run_python(["-m", "keras_vae_cli", "generate", tmp_path / "nothing.keras"])
+    _assert_one_line_error(result, "keras-vae generate: error", "no such file")
+    assert result.returncode == 2
+    result = run_python(["-m", "keras_vae_cli", "fly"])
+    _assert_one_line_error(result, "unknown command 'fly'", "train, generate")
+    assert result.returncode == 2
+    result = run_python(["-m", "keras_vae_cli", "train", "--help"])
+    assert result.returncode == 0 and "usage: keras-vae train" in result.stdout
+
+
+@pytest.mark.skipif(shutil.which("keras-vae") is None, reason="the package is not installed")
+def test_installed_entry_point(tmp_path):
+    result = subprocess.run(
+        ["keras-vae", "generate", tmp_path / "nothing.keras"], capture_output=True, text=True,
+        timeout=300,
+    )
+    _assert_one_line_error(result, "keras-vae generate: error", "no such file")
+
+
+@pytest.mark.parametrize("name", ["train.py", "evaluate.py", "generate.py", "visualize.py", "export.py"])
 def test_help_shows_real_defaults_only(name):
     result = run_script(name, "--help")
     assert result.returncode == 0, result.stderr

@@ -1,0 +1,38 @@
+"""Export a saved model's decoder and encoder: `python scripts/export.py MODEL.keras`.
+
+Writes `decoder` (z -> pixel probabilities) and `encoder` (images ->
+[z_mean, z_log_var]) through Keras's `export`, as TensorFlow SavedModels or
+ONNX files that run without keras-vae. See keras_vae/export.py for which
+backend exports which format.
+"""
+
+from pathlib import Path
+
+from keras_vae import cli, export, files
+from keras_vae.errors import UserError
+
+PROG = "export.py"
+
+
+def parse_args(argv, prog=PROG):
+    parser = cli.ArgumentParser(
+        prog=prog,
+        description="Export the decoder and encoder of a saved keras-vae model for serving.",
+        formatter_class=cli.HelpFormatter,
+    )
+    parser.add_argument("model", help="a .keras file written by train.py")
+    parser.add_argument("--format", default="tf_saved_model", choices=export.FORMATS, help="tf_saved_model (tensorflow or jax backend) or onnx (tensorflow or torch backend)")
+    parser.add_argument("--output-dir", default=None, help="folder for the two artifacts (default: export-<format>/ beside the model)")
+    cli.add_debug_flag(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv, prog=PROG):
+    args = parse_args(argv, prog)
+    export.check_format(args.format)  # before loading anything
+    output_dir = Path(args.output_dir or Path(args.model).parent / f"export-{args.format}")
+    if output_dir.exists() and not output_dir.is_dir():
+        raise UserError(f"--output-dir {output_dir} exists and is not a folder")
+    model = files.load_model(args.model)
+    for name, path in export.export_networks(model, output_dir, args.format).items():
+        print(f"{prog}: wrote the {name} to {path}")

@@ -1,0 +1,63 @@
+"""Train the VAE on MNIST: `python scripts/train.py [flags]` or `keras-vae train`.
+
+The backend is chosen by the KERAS_BACKEND environment variable
+(tensorflow by default, jax or torch). The flags are the fields of
+`keras_vae.train.TrainConfig`; see `--help`, and `keras_vae.run_folder` for
+what the run writes.
+"""
+
+import sys
+
+from keras_vae import cli, train
+from keras_vae.run_folder import RunFolder
+
+PROG = "train.py"
+
+
+def parse_args(argv, prog=PROG):
+    parser = cli.ArgumentParser(
+        prog=prog,
+        description="Train a variational autoencoder on MNIST with Keras 3. "
+        "Set KERAS_BACKEND=tensorflow|jax|torch to choose the engine.",
+        formatter_class=cli.HelpFormatter,
+    )
+    cli.add_config_flags(parser, train.TrainConfig)
+    parser.add_argument("--output-dir", default=None, help="run folder (default: runs/<timestamp>-<backend>); an unfinished run there is resumed")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR with its saved settings (other flags but --data-dir, --manual-dir, --jit-compile, --steps-per-execution and --tensorboard are ignored)")
+    parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras progress: 0 silent, 1 progress bar, 2 one line per epoch (default: 1 in a terminal, 2 when the output goes to a file)")
+    cli.add_debug_flag(parser)
+    return parser.parse_args(argv)
+
+
+def main(argv, prog=PROG):
+    args = parse_args(argv, prog)
+    verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
+    if args.resume:
+        run = RunFolder(args.resume).check_is_folder()
+        config = train.saved_config(run)
+        for name in train.TrainConfig.resumable_settings():
+            flag = getattr(args, name)
+            if flag != getattr(train.TrainConfig, name, None) and flag is not None:
+                setattr(config, name, flag)
+        return report(prog, config, run, verbose)
+    config = cli.config_from_args(train.TrainConfig, args)
+    run = RunFolder(args.output_dir or train.default_output_dir()).check_is_folder()
+    return report(prog, config, run, verbose)
+
+
+def report(prog, config, run, verbose):
+    """Trains, then prints the test numbers in two lines."""
+    cli.announce_backend(prog)
+    metrics = train.train_and_evaluate(config, run.path, verbose=verbose)
+    print(
+        f"{prog}: test loss {metrics['test_loss']:.2f} nats, "
+        f"-ELBO {metrics['test_neg_elbo']:.2f} "
+        f"(reconstruction {metrics['test_reconstruction_loss']:.2f}, "
+        f"KL {metrics['test_kl_loss']:.2f}); "
+        f"{metrics['seconds_per_epoch']:.1f} s/epoch; outputs in {run.path}"
+    )
+    if "test_iw_nll" in metrics:
+        print(
+            f"{prog}: test IWAE NLL {metrics['test_iw_nll']:.2f} nats "
+            f"(k={metrics['test_iw_samples']}), -ELBO {metrics['test_neg_elbo']:.2f}"
+        )

@@ -1,0 +1,148 @@
+"""The folder of one training run: what is in it, and where.
+
+`train.py` writes every run into one folder; the scripts that read a run
+(`evaluate.py`, `visualize.py`) and the callbacks that write it during
+training all find its files through `RunFolder`:
+
+    model.keras          the final model
+    best.keras           the model with the lowest validation loss
+    config.json          the settings, backend, devices and package versions
+    history.csv          per-epoch train and validation losses
+    samples/epoch_NNN.png         the same 64 z decoded after each epoch
+    reconstructions/epoch_NNN.png test images above their reconstructions
+    metrics.json         test-set losses and timings: written last
+    figures/             latent scatter and manifold, interpolations,
+                         reconstructions, training curves, samples.gif
+    logs/                TensorBoard logs (with `--tensorboard`)
+    backup/              the resume checkpoint, while the run is unfinished
+
+A run is finished when `metrics.json` is written and `backup/` is gone.
+"""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from keras_vae import files
+from keras_vae.errors import UserError
+
+# Columns of history.csv, in this order; any other logged metric follows.
+HISTORY_COLUMNS = (
+    "epoch",
+    "loss",
+    "neg_elbo",
+    "reconstruction_loss",
+    "kl_loss",
+    "val_loss",
+    "val_neg_elbo",
+    "val_reconstruction_loss",
+    "val_kl_loss",
+)
+
+
+class RunFolder:
+    """The paths of a run folder, and what its files say about the run.
+
+    Args:
+        path: the folder (it need not exist yet).
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.model = self.path / "model.keras"
+        self.best_model = self.path / "best.keras"
+        self.config = self.path / "config.json"
+        self.history = self.path / "history.csv"
+        self.metrics = self.path / "metrics.json"
+        self.samples = self.path / "samples"
+        self.reconstructions = self.path / "reconstructions"
+        self.figures = self.path / "figures"
+        self.logs = self.path / "logs"
+        self.backup = self.path / "backup"
+
+    @classmethod
+    def of_model(cls, model_path):
+        """The run folder a model file was written into (its parent)."""
+        return cls(Path(model_path).parent)
+
+    def __repr__(self):
+        return f"RunFolder({str(self.path)!r})"
+
+    def check_is_folder(self):
+        """Raises `UserError` if the path exists and is not a folder."""
+        if self.path.exists() and not self.path.is_dir():
+            raise UserError(f"--output-dir {self.path} exists and is not a folder")
+        return self
+
+    def holds_run(self):
+        """True once a run has written its settings here."""
+        return self.config.is_file()
+
+    def is_finished(self):
+        """True for a run that wrote its test metrics and removed its checkpoint."""
+        return self.metrics.is_file() and not self.backup.is_dir()
+
+    def settings(self):
+        """The `config` dict of `config.json` (the run's settings), or None.
+
+        None for a folder without a readable `config.json` (no run, or a
+        file that is not one of ours).
+        """
+        try:
+            return json.loads(self.config.read_text())["config"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def write_config(self, settings, environment):
+        """Writes `config.json`: the settings, and the environment beside them."""
+        files.write_json(self.config, {"config": settings, **environment})
+
+    def data_settings(self, default_binarize):
+        """`(dataset, binarize)` of the run, for reading its test split.
+
+        `("mnist", default_binarize)` when the folder holds no run (a model
+        file copied elsewhere, a pretrained model).
+        """
+        settings = self.settings()
+        if settings is None:
+            return "mnist", default_binarize
+        return settings.get("dataset", "mnist"), settings.get("binarize", "none")
+
+    def read_history(self):
+        """The rows of `history.csv` as dicts (empty if absent)."""
+        return read_history(self.history)
+
+    def sample_grids(self):
+        """The per-epoch sample grids, in epoch order."""
+        return sorted(self.samples.glob("epoch_*.png"))
+
+
+def epoch_filename(epoch):
+    """`epoch_001.png` for Keras's 0-based epoch 0."""
+    return f"epoch_{epoch + 1:03d}.png"
+
+
+def history_to_csv(rows):
+    """Formats a list of per-epoch dicts as CSV text (`HISTORY_COLUMNS` first)."""
+    keys = {key for row in rows for key in row}
+    columns = [c for c in HISTORY_COLUMNS if c in keys]
+    columns += sorted(keys.difference(columns))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def read_history(path):
+    """Reads a `history.csv` back into a list of dicts (empty if absent)."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    return [
+        {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+        for row in rows
+    ]
