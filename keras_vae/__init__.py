@@ -7,6 +7,7 @@ layers and model, so `keras.saving.load_model("model.keras")` works after
 """
 
 import os
+import warnings
 
 from keras_vae.backend import (  # noqa: E402
     QUIET_TF_LOG_LEVEL,
@@ -18,6 +19,15 @@ from keras_vae.backend import (  # noqa: E402
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_LOG_LEVEL)
 if check_backend() == "tensorflow":  # Keras imports it: do it quietly first
     import_tensorflow_quietly()
+# Keras's TensorFlow backend converts tensors with `np.array(tensor)`, and
+# TensorFlow's tensors predate NumPy 2's `copy` argument: NumPy warns at every
+# conversion (thousands per run) about code that is neither ours nor the user's.
+warnings.filterwarnings(
+    "ignore",
+    message=r"__array__ implementation doesn't accept a copy keyword",
+    category=DeprecationWarning,
+    module=r"keras\.src\.backend\.tensorflow",
+)
 
 from keras_vae.errors import (  # noqa: E402
     BackendError,
