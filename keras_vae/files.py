@@ -7,6 +7,7 @@ through `load_model`, which uses Keras's `safe_mode` and checks the file first.
 """
 
 import contextlib
+import inspect
 import json
 import os
 import zipfile
@@ -17,6 +18,9 @@ import keras
 from keras_vae.errors import ModelFileError
 
 _VAE_REGISTERED_NAME = "keras_vae>VAE"
+_WEIGHTS_FILE = "model.weights.h5"
+# The fewest bytes a stored weight takes (float16 or bfloat16).
+_MIN_BYTES_PER_WEIGHT = 2
 # Temporary files are named `.tmp<writer's pid>-<destination's name>`.
 _TEMPORARY_PREFIX = ".tmp"
 
@@ -120,6 +124,9 @@ def _check_archive(path):
             config = json.loads(archive.read("config.json"))
             if archive.testzip() is not None:
                 raise ModelFileError(f"{path}: corrupt archive (bad checksum)")
+            weights_bytes = (
+                archive.getinfo(_WEIGHTS_FILE).file_size if _WEIGHTS_FILE in names else 0
+            )
     except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
         raise ModelFileError(f"{path}: corrupt .keras archive ({error})") from error
     registered = config.get("registered_name") if isinstance(config, dict) else None
@@ -127,6 +134,32 @@ def _check_archive(path):
         kind = registered or (config.get("class_name") if isinstance(config, dict) else None)
         raise ModelFileError(
             f"{path}: a Keras model of class {kind!r}, not a keras-vae VAE"
+        )
+    _check_weights_fit(path, config.get("config"), weights_bytes)
+
+
+def _check_weights_fit(path, settings, weights_bytes):
+    """Refuses settings that ask for more weights than the file holds.
+
+    Keras builds the model from `config.json` before it reads the weights,
+    so a file whose settings ask for billions of weights would allocate them
+    first. The networks' size follows from the settings by arithmetic
+    (`networks.parameter_count`), checked here before anything is built.
+    """
+    from keras_vae.networks import IMAGE_SHAPE, build_encoder, parameter_count
+
+    try:
+        names = inspect.signature(build_encoder).parameters
+        network = {name: settings[name] for name in names if name in settings}
+        network["image_shape"] = tuple(network.get("image_shape", IMAGE_SHAPE))
+        network["filters"] = tuple(network.get("filters", ()))
+        weights = parameter_count(**network)
+    except (TypeError, ValueError, KeyError, AttributeError, IndexError) as error:
+        raise ModelFileError(f"{path}: unreadable model settings ({error})") from error
+    if weights * _MIN_BYTES_PER_WEIGHT > weights_bytes:
+        raise ModelFileError(
+            f"{path}: its settings ask for {weights:,} weights but its weights file "
+            f"holds {weights_bytes:,} bytes; refused before building the model"
         )
 
 

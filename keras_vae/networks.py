@@ -53,6 +53,58 @@ def check_architecture(architecture, filters, blocks, image_shape=IMAGE_SHAPE):
         raise ValueError(f"blocks must be > 0 for the resnet, got {blocks}")
 
 
+def parameter_count(
+    latent_dim=20,
+    hidden_dim=512,
+    image_shape=IMAGE_SHAPE,
+    architecture="mlp",
+    filters=(32, 64),
+    blocks=1,
+    num_classes=0,
+):
+    """The number of weights of `build_encoder` plus `build_decoder`, by arithmetic.
+
+    Nothing is built: `files.load_model` uses it to refuse a model file whose
+    settings ask for more weights than the file holds, before allocating any.
+    The tests check it against `count_params()` of the built networks.
+
+    Args:
+        the builders' (see `build_encoder`).
+
+    Returns:
+        An int.
+    """
+
+    def dense(inputs, units):
+        return inputs * units + units
+
+    def conv(channels_in, channels_out):  # 3x3 kernels, Conv2D or Conv2DTranspose
+        return 9 * channels_in * channels_out + channels_out
+
+    height, width, channels = image_shape
+    pixels = height * width * channels
+    encoder = 2 * dense(hidden_dim, latent_dim)
+    decoder = dense(latent_dim + num_classes, hidden_dim)
+    if architecture == "mlp":
+        encoder += dense(pixels + num_classes, hidden_dim)
+        return encoder + decoder + dense(hidden_dim, pixels)
+    residual = 2 * blocks if architecture == "resnet" else 0
+    previous = channels
+    for stage_channels in filters:
+        encoder += conv(previous, stage_channels) + residual * conv(stage_channels, stage_channels)
+        previous = stage_channels
+    scale = 2 ** len(filters)
+    cells = (height // scale) * (width // scale)
+    encoder += dense(cells * filters[-1] + num_classes, hidden_dim)
+    decoder += dense(hidden_dim, cells * filters[-1])
+    current = filters[-1]
+    for stage in reversed(range(len(filters))):
+        upsampled = filters[max(stage - 1, 0)]
+        decoder += residual * conv(current, current) + conv(current, upsampled)
+        current = upsampled
+    return encoder + decoder + conv(current, channels)
+
+
 def residual_block(x, name):
     """x + Conv3x3(ReLU(Conv3x3(ReLU(x)))), keeping x's shape."""
     channels = x.shape[-1]

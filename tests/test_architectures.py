@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, run_python
-from keras_vae import VAE, build_decoder, build_encoder, files
+from keras_vae import VAE, build_decoder, build_encoder, files, networks
+from keras_vae.networks import ARCHITECTURES
 
 # Small widths keep the suite fast; the layers are those of the defaults.
 VARIANTS = {
@@ -43,6 +44,17 @@ def test_networks_map_images_to_latents_and_back(architecture):
     convolutions = [layer for layer in encoder.layers if "conv" in type(layer).__name__.lower()]
     # Two strided stages; the resnet adds a block of two convolutions to each.
     assert len(convolutions) == (2 if architecture == "conv" else 6)
+
+
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+@pytest.mark.parametrize("num_classes", [0, 10])
+def test_parameter_count_is_the_built_networks(architecture, num_classes):
+    settings = dict(
+        latent_dim=3, hidden_dim=24, architecture=architecture, filters=(4, 6), blocks=2,
+        num_classes=num_classes,
+    )
+    built = build_encoder(**settings).count_params() + build_decoder(**settings).count_params()
+    assert networks.parameter_count(**settings) == built
 
 
 def test_bad_architectures_are_refused():

@@ -232,6 +232,25 @@ def test_truncated_model_and_foreign_model(tmp_path):
         files.load_model(tmp_path / "good.h5")
 
 
+def test_settings_that_ask_for_more_weights_than_the_file_holds_are_refused(tmp_path, monkeypatch):
+    files.save_model(VAE(latent_dim=2, hidden_dim=8), tmp_path / "small.keras")
+    with zipfile.ZipFile(tmp_path / "small.keras") as archive:
+        contents = {name: archive.read(name) for name in archive.namelist()}
+    config = json.loads(contents["config.json"])
+    config["config"]["hidden_dim"] = 2_000_000_000
+    contents["config.json"] = json.dumps(config).encode()
+    with zipfile.ZipFile(tmp_path / "huge.keras", "w") as archive:
+        for name, data in contents.items():
+            archive.writestr(name, data)
+    built = []
+    monkeypatch.setattr(VAE, "from_config", classmethod(lambda cls, *a, **k: built.append(1)))
+    with pytest.raises(ModelFileError, match=r"asks? for 3,\d{3},\d{3},\d{3},\d{3} weights.*refused before"):
+        files.load_model(tmp_path / "huge.keras")
+    assert not built  # nothing was built, so nothing allocated
+    result = run_script("generate.py", tmp_path / "huge.keras", "--output", tmp_path / "out.png")
+    one_error_line(result, "huge.keras", "refused before building the model")
+
+
 def test_debug_flag_shows_the_traceback(tmp_path):
     result = run_script("generate.py", tmp_path / "missing.keras", "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr
