@@ -47,6 +47,7 @@ from keras_vae.losses import (  # noqa: E402
 )
 from keras_vae.model import VAE  # noqa: E402
 from keras_vae.networks import build_decoder, build_encoder  # noqa: E402
+from keras_vae.pretrained import load_pretrained  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -63,6 +64,7 @@ __all__ = [
     "iwae_loss",
     "kl_divergence",
     "load_model",
+    "load_pretrained",
     "objective",
     "reconstruction_loss",
     "save_model",

@@ -7,16 +7,16 @@ to report errors a user can cause: one line, exit status 2, no traceback
 
 import argparse
 import dataclasses
-import json
 import sys
 import types
 from pathlib import Path
 
 import keras
 
+from keras_vae import data, files, pretrained
 from keras_vae.backend import list_devices
-from keras_vae import data, files
 from keras_vae.errors import UserError
+from keras_vae.run_folder import RunFolder
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -133,22 +133,6 @@ def announce_backend(prog):
     print(f"{prog}: Keras {keras.__version__}, backend {keras.backend.backend()} ({devices})")
 
 
-def run_settings(model_path, default_binarize):
-    """The dataset and binarization of the run a model file belongs to.
-
-    Reads `config.json` beside the model (as `train.py` writes it).
-
-    Returns:
-        `(dataset, binarize)`; `("mnist", default_binarize)` without one.
-    """
-    config = Path(model_path).parent / "config.json"
-    try:
-        saved = json.loads(config.read_text())["config"]
-        return saved.get("dataset", "mnist"), saved.get("binarize", "none")
-    except (OSError, ValueError, KeyError, TypeError):
-        return "mnist", default_binarize
-
-
 def check_data_settings(dataset, binarize):
     """Raises `UserError` for an unknown dataset or binarization."""
     if dataset not in data.DATASETS:
@@ -159,11 +143,39 @@ def check_data_settings(dataset, binarize):
         )
 
 
+def add_model_argument(parser):
+    """The model a script works on: a `.keras` path, or `--pretrained NAME`."""
+    parser.add_argument("model", nargs="?", default=None, help="a .keras file written by train.py")
+    parser.add_argument("--pretrained", default=None, metavar="NAME", help=f"use a pretrained model instead of a file: {', '.join(pretrained.names()) or 'none in this copy'}")
+
+
+def resolve_model(args):
+    """Sets `args.model` to the file of `--pretrained NAME`, if given.
+
+    Raises:
+        UserError: neither or both of a model path and `--pretrained`.
+    """
+    if (args.model is None) == (args.pretrained is None):
+        raise UserError("give a model file or --pretrained NAME (one of them)")
+    if args.pretrained is not None:
+        args.model = str(pretrained.model_path(args.pretrained))
+    return args.model
+
+
+def default_output(args, leaf):
+    """Where a script writes by default: `leaf` beside the model file, or for a
+    pretrained model (whose folder belongs to the repository) in
+    `runs/pretrained/NAME/leaf`."""
+    if args.pretrained is not None:
+        return Path("runs") / "pretrained" / args.pretrained / leaf
+    return Path(args.model).parent / leaf
+
+
 def add_test_data_flags(parser, default_binarize):
     """Flags of the scripts that take a model and its test split."""
-    parser.add_argument("model", help="a .keras file written by train.py")
-    parser.add_argument("--dataset", default=None, help="test split to use (default: the run's, from config.json beside the model, else mnist)")
-    parser.add_argument("--binarize", default=None, help=f"none, dynamic or static (default: the run's, else {default_binarize})")
+    add_model_argument(parser)
+    parser.add_argument("--dataset", default=None, choices=data.DATASETS, help="test split to use (default: the run's, from config.json beside the model, else mnist)")
+    parser.add_argument("--binarize", default=None, choices=data.BINARIZATIONS, help=f"default: the run's, else {default_binarize}")
     parser.add_argument("--num-examples", type=int, default=None, help="use only the first N test images (default: all)")
     parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory")
     parser.add_argument("--manual-dir", default=None, help="folder with the dataset's original files")
@@ -180,7 +192,10 @@ def load_model_and_test_split(args, default_binarize):
     """
     if args.num_examples is not None and args.num_examples <= 0:
         raise UserError(f"--num-examples must be > 0, got {args.num_examples}")
-    dataset, binarize = run_settings(args.model, default_binarize)
+    resolve_model(args)
+    dataset, binarize = pretrained.data_settings(args.model) or RunFolder.of_model(
+        args.model
+    ).data_settings(default_binarize)
     dataset = args.dataset or dataset
     binarize = args.binarize or binarize
     check_data_settings(dataset, binarize)

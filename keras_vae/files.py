@@ -7,7 +7,6 @@ through `load_model`, which uses Keras's `safe_mode` and checks the file first.
 """
 
 import contextlib
-import inspect
 import json
 import os
 import zipfile
@@ -15,6 +14,7 @@ from pathlib import Path
 
 import keras
 
+from keras_vae.backend import import_tensorflow_quietly
 from keras_vae.errors import ModelFileError
 
 _VAE_REGISTERED_NAME = "keras_vae>VAE"
@@ -97,6 +97,8 @@ def save_model(model, path):
         model: a `keras.Model`.
         path: destination; must end in `.keras`.
     """
+    # Keras's saving loads TensorFlow (for its file helpers) when installed.
+    import_tensorflow_quietly()
     with atomic_path(path) as temporary:
         model.save(temporary)
 
@@ -146,11 +148,11 @@ def _check_weights_fit(path, settings, weights_bytes):
     first. The networks' size follows from the settings by arithmetic
     (`networks.parameter_count`), checked here before anything is built.
     """
-    from keras_vae.networks import IMAGE_SHAPE, build_encoder, parameter_count
+    from keras_vae.model import NETWORK_SETTINGS
+    from keras_vae.networks import IMAGE_SHAPE, parameter_count
 
     try:
-        names = inspect.signature(build_encoder).parameters
-        network = {name: settings[name] for name in names if name in settings}
+        network = {name: settings[name] for name in NETWORK_SETTINGS if name in settings}
         network["image_shape"] = tuple(network.get("image_shape", IMAGE_SHAPE))
         network["filters"] = tuple(network.get("filters", ()))
         weights = parameter_count(**network)

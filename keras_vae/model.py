@@ -1,5 +1,7 @@
 """The variational autoencoder: encoder, sampling, decoder, and its objective."""
 
+import inspect
+
 import keras
 import numpy as np
 from keras import ops
@@ -9,6 +11,8 @@ from keras_vae.layers import DynamicBinarization, Sampling
 from keras_vae.networks import IMAGE_SHAPE, build_decoder, build_encoder
 
 LOSS_NAMES = ("loss", "neg_elbo", "reconstruction_loss", "kl_loss")
+#: The settings the networks' builders take, by name (all are VAE attributes).
+NETWORK_SETTINGS = tuple(inspect.signature(build_encoder).parameters)
 
 
 @keras.saving.register_keras_serializable(package="keras_vae")
@@ -101,15 +105,7 @@ class VAE(keras.Model):
             if self.dynamic_binarization
             else None
         )
-        network = dict(
-            latent_dim=self.latent_dim,
-            hidden_dim=self.hidden_dim,
-            image_shape=self.image_shape,
-            architecture=architecture,
-            filters=self.filters,
-            blocks=self.blocks,
-            num_classes=self.num_classes,
-        )
+        network = {name: getattr(self, name) for name in NETWORK_SETTINGS}
         self.encoder = build_encoder(**network)
         self.decoder = build_decoder(**network)
         self.sampling = Sampling(seed=seed, name="sampling")
@@ -379,20 +375,10 @@ class VAE(keras.Model):
     # Serialization ---------------------------------------------------------
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
-            "latent_dim": self.latent_dim,
-            "hidden_dim": self.hidden_dim,
-            "image_shape": list(self.image_shape),
-            "seed": self.seed,
-            "dynamic_binarization": self.dynamic_binarization,
-            "architecture": self.architecture,
-            "filters": list(self.filters),
-            "blocks": self.blocks,
-            "num_classes": self.num_classes,
-            "beta": self.beta,
-            "kl_warmup_steps": self.kl_warmup_steps,
-            "free_bits": self.free_bits,
-            "iw_samples": self.iw_samples,
-        }
+        # Every argument of __init__ (but **kwargs) is an attribute of the
+        # same name; tuples are saved as JSON lists.
+        config = {"name": self.name, "trainable": self.trainable}
+        for name in list(inspect.signature(VAE.__init__).parameters)[1:-1]:
+            value = getattr(self, name)
+            config[name] = list(value) if isinstance(value, tuple) else value
+        return config

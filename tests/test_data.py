@@ -1,5 +1,8 @@
 """The input pipeline: in-memory arrays, and the two offline ways to get MNIST."""
 
+import gzip
+import struct
+
 import numpy as np
 import pytest
 
@@ -24,6 +27,45 @@ def test_manual_dir_prepares_the_same_data_offline(tmp_path, mnist_subset):
     )
     np.testing.assert_array_equal(manual.x_test, mnist_subset.x_test[:50])
     np.testing.assert_array_equal(manual.y_train, mnist_subset.y_train[:50])
+
+
+def write_idx_files(folder, counts=(("train", 60000), ("t10k", 10000))):
+    """MNIST's four files in their IDX format, with images that say who they are.
+
+    Image i is black but for its first three pixels, i in base 256; its label
+    is i % 10. TFDS's MNIST builder reads exactly 60 000 and 10 000 images,
+    so the files hold that many (mostly zeros: small once gzipped).
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    for prefix, count in counts:
+        ids = np.arange(count)
+        images = np.zeros((count, 28 * 28), dtype=np.uint8)
+        images[:, 0], images[:, 1], images[:, 2] = ids // 65536, ids // 256 % 256, ids % 256
+        header = struct.pack(">IIII", 2051, count, 28, 28)
+        with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as handle:
+            handle.write(header + images.tobytes())
+        with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as handle:
+            handle.write(struct.pack(">II", 2049, count) + (ids % 10).astype(np.uint8).tobytes())
+
+
+@pytest.mark.slow
+def test_manual_dir_prepares_the_data_from_the_original_files(tmp_path, monkeypatch):
+    from tensorflow_datasets.core.download.download_manager import DownloadManager
+
+    write_idx_files(tmp_path / "files")
+    # TFDS checks each file against the sha256 of the published one; these
+    # files are this test's own, so only that comparison is switched off.
+    monkeypatch.setattr(DownloadManager, "_register_or_validate_checksums", lambda *a, **k: None)
+    monkeypatch.setattr(data, "_network_reachable", lambda timeout=3.0: False)
+    dataset = data.load_dataset(
+        "mnist", data_dir=tmp_path / "tfds", manual_dir=tmp_path / "files", num_train=500, num_test=500
+    )
+    for images, labels, count in ((dataset.x_train, dataset.y_train, 60000), (dataset.x_test, dataset.y_test, 10000)):
+        pixels = np.rint(images.reshape(len(images), -1)[:, :3] * 255).astype(np.int64)
+        ids = pixels[:, 0] * 65536 + pixels[:, 1] * 256 + pixels[:, 2]
+        assert len(set(ids)) == len(ids) == 500 and ids.max() < count
+        np.testing.assert_array_equal(labels, ids % 10)
+        assert images.reshape(len(images), -1)[:, 3:].max() == 0
 
 
 def test_manual_dir_without_the_files_names_them(tmp_path):

@@ -56,3 +56,34 @@ def test_filters_survive_the_json_round_trip(tmp_path):
     config = TrainConfig(architecture="conv", filters=[16, 32])
     assert config.filters == (16, 32)
     assert TrainConfig(**json.loads(json.dumps(dataclasses.asdict(config)))) == config
+
+
+def test_every_setting_is_a_flag_with_its_default_and_help():
+    from keras_vae.commands import train as command
+
+    defaults = command.parse_args([])
+    for field in dataclasses.fields(TrainConfig):
+        assert getattr(defaults, field.name) == field.default, field.name
+        assert field.metadata["help"]
+    assert cli_config(command, []) == TrainConfig()
+    flags = ["--architecture", "conv", "--filters", "8,16", "--conditional", "--beta", "0.5",
+             "--num-train", "100", "--tensorboard", "--lr-schedule", "cosine"]
+    assert cli_config(command, flags) == TrainConfig(
+        architecture="conv", filters=(8, 16), conditional=True, beta=0.5, num_train=100,
+        tensorboard=True, lr_schedule="cosine",
+    )
+
+
+def cli_config(command, argv):
+    from keras_vae import cli
+
+    return cli.config_from_args(TrainConfig, command.parse_args(argv))
+
+
+def test_model_settings_are_the_ones_vae_takes():
+    import inspect
+
+    from keras_vae import VAE
+
+    taken = set(inspect.signature(VAE.__init__).parameters)
+    assert set(TrainConfig().model_settings()) <= taken

@@ -20,9 +20,9 @@ def parse_args(argv, prog=PROG):
         description="Export the decoder and encoder of a saved keras-vae model for serving.",
         formatter_class=cli.HelpFormatter,
     )
-    parser.add_argument("model", help="a .keras file written by train.py")
+    cli.add_model_argument(parser)
     parser.add_argument("--format", default="tf_saved_model", choices=export.FORMATS, help="tf_saved_model (tensorflow or jax backend) or onnx (tensorflow or torch backend)")
-    parser.add_argument("--output-dir", default=None, help="folder for the two artifacts (default: export-<format>/ beside the model)")
+    parser.add_argument("--output-dir", default=None, help="folder for the two artifacts (default: export-<format>/ beside the model; runs/pretrained/NAME/export-<format> for --pretrained)")
     cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -30,7 +30,8 @@ def parse_args(argv, prog=PROG):
 def main(argv, prog=PROG):
     args = parse_args(argv, prog)
     export.check_format(args.format)  # before loading anything
-    output_dir = Path(args.output_dir or Path(args.model).parent / f"export-{args.format}")
+    cli.resolve_model(args)
+    output_dir = Path(args.output_dir or cli.default_output(args, f"export-{args.format}"))
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} exists and is not a folder")
     model = files.load_model(args.model)

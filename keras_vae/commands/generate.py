@@ -33,7 +33,7 @@ def parse_args(argv, prog=PROG):
         description="Decode samples from the prior of a saved keras-vae model.",
         formatter_class=cli.HelpFormatter,
     )
-    parser.add_argument("model", help="a .keras file written by train.py")
+    cli.add_model_argument(parser)
     parser.add_argument("--num", type=int, default=None, help="number of images (default 64), or images per digit with --digit all (default 10)")
     parser.add_argument("--digit", type=parse_digit, default=None, help="conditional models only: the digit (class) to generate, 0-9, or 'all' for one row per digit (the default for them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent draw")
@@ -78,7 +78,7 @@ def main(argv, prog=PROG):
         raise UserError(f"--npy {args.npy} must end in .npy")
     check_grid(args.grid, args.num or 64, args.digit)
 
-    model = files.load_model(args.model)
+    model = files.load_model(cli.resolve_model(args))
     digit = digit_choice(args.digit, model)
     check_grid(args.grid, args.num or 64, digit)
     if digit == "all":

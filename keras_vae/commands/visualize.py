@@ -21,7 +21,7 @@ def parse_args(argv, prog=PROG):
         formatter_class=cli.HelpFormatter,
     )
     cli.add_test_data_flags(parser, default_binarize="none")
-    parser.add_argument("--output-dir", default=None, help="folder for the pictures (default: figures/ beside the model)")
+    parser.add_argument("--output-dir", default=None, help="folder for the pictures (default: figures/ beside the model; runs/pretrained/NAME/figures for --pretrained)")
     parser.add_argument("--run-dir", default=None, help="training-run folder with history.csv and samples/ (default: the model's folder)")
     cli.add_debug_flag(parser)
     return parser.parse_args(argv)
@@ -31,8 +31,8 @@ def main(argv, prog=PROG):
     args = parse_args(argv, prog)
     if args.num_examples is not None and args.num_examples < 10:
         raise UserError(f"--num-examples must be >= 10, got {args.num_examples}")
-    model_path = Path(args.model)
-    output_dir = Path(args.output_dir or model_path.parent / "figures")
+    model_path = Path(cli.resolve_model(args))
+    output_dir = Path(args.output_dir or cli.default_output(args, "figures"))
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} exists and is not a folder")
     model, images, labels, _, _ = cli.load_model_and_test_split(args, default_binarize="none")

@@ -1,0 +1,67 @@
+"""The pretrained models load on every backend and score what their table says."""
+
+import io
+import json
+import zipfile
+
+import h5py
+import pytest
+
+from conftest import run_script
+from keras_vae import UserError, VAE, load_pretrained, pretrained
+
+ENTRIES = pretrained.registry()
+
+
+def test_there_are_pretrained_models():
+    assert {"mlp-grey", "mlp-dynamic"} <= set(ENTRIES)
+
+
+@pytest.mark.parametrize("name", list(ENTRIES))
+def test_file_is_the_one_recorded_small_and_without_optimizer(name):
+    entry = ENTRIES[name]
+    path = pretrained.model_path(name)
+    assert pretrained.sha256(path) == entry["sha256"]
+    assert path.stat().st_size == entry["bytes"] < 10.5e6
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+        weights = io.BytesIO(archive.read("model.weights.h5"))
+    assert not config.get("compile_config")  # saved uncompiled
+    with h5py.File(weights, "r") as stored:
+        assert "optimizer" not in stored
+
+
+@pytest.mark.parametrize("name", list(ENTRIES))
+def test_loads_and_scores_its_recorded_check(name):
+    entry = ENTRIES[name]
+    model = load_pretrained(name)
+    assert isinstance(model, VAE) and model.count_params() == entry["parameters"]
+    check = pretrained.check_numbers(model, entry["dataset"], entry["binarize"])
+    assert check["neg_elbo"] == pytest.approx(entry["check"]["neg_elbo"], abs=0.01)
+    assert check["iw_nll"] == pytest.approx(entry["check"]["iw_nll"], abs=0.01)
+    samples = model.generate(16, seed=0)
+    assert samples.shape == (16, 28, 28, 1) and 0.02 < samples.mean() < 0.5 and samples.std() > 0.1
+
+
+def test_unknown_name_is_refused():
+    with pytest.raises(UserError, match="no pretrained model 'nope'.*mlp-grey"):
+        load_pretrained("nope")
+
+
+@pytest.mark.slow
+def test_scripts_take_a_pretrained_name(tmp_path):
+    name = "mlp-dynamic" if "mlp-dynamic" in ENTRIES else next(iter(ENTRIES))
+    result = run_script("generate.py", "--pretrained", name, "--num", "4", "--output", tmp_path / "s.png")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (tmp_path / "s.png").is_file()
+    result = run_script(
+        "evaluate.py", "--pretrained", name, "--num-examples", "20", "--iw-samples", "10",
+        "--output", tmp_path / "e.json",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # The pretrained model's own data settings, not the script's defaults.
+    assert json.loads((tmp_path / "e.json").read_text())["binarize"] == ENTRIES[name]["binarize"]
+    result = run_script("generate.py", "--pretrained", "nope")
+    assert result.returncode == 2 and "no pretrained model 'nope'" in result.stderr
+    result = run_script("generate.py", tmp_path / "m.keras", "--pretrained", name)
+    assert result.returncode == 2 and "one of them" in result.stderr
