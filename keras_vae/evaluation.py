@@ -28,9 +28,8 @@ from keras import ops
 from keras_vae import losses
 
 ACTIVE_UNIT_THRESHOLD = 0.01
-# Latent vectors decoded per forward pass: one image's k = 5000 samples. With
-# three images per pass (16384 rows) JAX took 297 s for the whole test set at
-# k = 5000, with one 266 s (scripts/evaluate.py); TensorFlow runs both alike.
+# Latent vectors decoded per forward pass: one image's k = 5000 samples, the
+# fastest of the sizes measured (docs/performance.md).
 MAX_ROWS = 5000
 
 
