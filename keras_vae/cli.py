@@ -24,8 +24,11 @@ class ArgumentParser(argparse.ArgumentParser):
 
     argparse prints the whole usage above a bad flag's message; here the
     message alone names the flag and the values it takes (`--help` shows the
-    usage).
+    usage). `--help` shows each flag's default (`HelpFormatter`).
     """
+
+    def __init__(self, *args, formatter_class=None, **kwargs):
+        super().__init__(*args, formatter_class=formatter_class or HelpFormatter, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message}\n")

@@ -53,15 +53,7 @@ def check_architecture(architecture, filters, blocks, image_shape=IMAGE_SHAPE):
         raise ValueError(f"blocks must be > 0 for the resnet, got {blocks}")
 
 
-def parameter_count(
-    latent_dim=20,
-    hidden_dim=512,
-    image_shape=IMAGE_SHAPE,
-    architecture="mlp",
-    filters=(32, 64),
-    blocks=1,
-    num_classes=0,
-):
+def parameter_count(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
     """The number of weights of `build_encoder` plus `build_decoder`, by arithmetic.
 
     Nothing is built: `files.load_model` uses it to refuse a model file whose
@@ -69,7 +61,7 @@ def parameter_count(
     The tests check it against `count_params()` of the built networks.
 
     Args:
-        the builders' (see `build_encoder`).
+        the builders' (see `build_encoder`), all given.
 
     Returns:
         An int.

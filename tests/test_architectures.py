@@ -50,8 +50,8 @@ def test_networks_map_images_to_latents_and_back(architecture):
 @pytest.mark.parametrize("num_classes", [0, 10])
 def test_parameter_count_is_the_built_networks(architecture, num_classes):
     settings = dict(
-        latent_dim=3, hidden_dim=24, architecture=architecture, filters=(4, 6), blocks=2,
-        num_classes=num_classes,
+        latent_dim=3, hidden_dim=24, image_shape=(28, 28, 1), architecture=architecture,
+        filters=(4, 6), blocks=2, num_classes=num_classes,
     )
     built = build_encoder(**settings).count_params() + build_decoder(**settings).count_params()
     assert networks.parameter_count(**settings) == built

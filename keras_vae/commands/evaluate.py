@@ -16,11 +16,7 @@ PROG = "evaluate.py"
 
 
 def parse_args(argv, prog=PROG):
-    parser = cli.ArgumentParser(
-        prog=prog,
-        description="Likelihood evaluation of a saved keras-vae model on a test split.",
-        formatter_class=cli.HelpFormatter,
-    )
+    parser = cli.ArgumentParser(prog=prog, description="Likelihood evaluation of a saved keras-vae model on a test split.")
     cli.add_test_data_flags(parser, default_binarize="dynamic")
     parser.add_argument("--iw-samples", type=int, default=5000, help="importance samples k per image (5000: Burda et al.)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")

@@ -15,11 +15,7 @@ PROG = "export.py"
 
 
 def parse_args(argv, prog=PROG):
-    parser = cli.ArgumentParser(
-        prog=prog,
-        description="Export the decoder and encoder of a saved keras-vae model for serving.",
-        formatter_class=cli.HelpFormatter,
-    )
+    parser = cli.ArgumentParser(prog=prog, description="Export the decoder and encoder of a saved keras-vae model for serving.")
     cli.add_model_argument(parser)
     parser.add_argument("--format", default="tf_saved_model", choices=export.FORMATS, help="tf_saved_model (tensorflow or jax backend) or onnx (tensorflow or torch backend)")
     parser.add_argument("--output-dir", default=None, help="folder for the two artifacts (default: export-<format>/ beside the model; runs/pretrained/NAME/export-<format> for --pretrained)")

@@ -28,11 +28,7 @@ def parse_digit(text):
 
 
 def parse_args(argv, prog=PROG):
-    parser = cli.ArgumentParser(
-        prog=prog,
-        description="Decode samples from the prior of a saved keras-vae model.",
-        formatter_class=cli.HelpFormatter,
-    )
+    parser = cli.ArgumentParser(prog=prog, description="Decode samples from the prior of a saved keras-vae model.")
     cli.add_model_argument(parser)
     parser.add_argument("--num", type=int, default=None, help="number of images (default 64), or images per digit with --digit all (default 10)")
     parser.add_argument("--digit", type=parse_digit, default=None, help="conditional models only: the digit (class) to generate, 0-9, or 'all' for one row per digit (the default for them)")

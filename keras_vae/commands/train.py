@@ -19,7 +19,6 @@ def parse_args(argv, prog=PROG):
         prog=prog,
         description="Train a variational autoencoder on MNIST with Keras 3. "
         "Set KERAS_BACKEND=tensorflow|jax|torch to choose the engine.",
-        formatter_class=cli.HelpFormatter,
     )
     cli.add_config_flags(parser, train.TrainConfig)
     parser.add_argument("--output-dir", default=None, help="run folder (default: runs/<timestamp>-<backend>); an unfinished run there is resumed")

@@ -15,11 +15,7 @@ PROG = "visualize.py"
 
 
 def parse_args(argv, prog=PROG):
-    parser = cli.ArgumentParser(
-        prog=prog,
-        description="Pictures of a saved keras-vae model and of its training run.",
-        formatter_class=cli.HelpFormatter,
-    )
+    parser = cli.ArgumentParser(prog=prog, description="Pictures of a saved keras-vae model and of its training run.")
     cli.add_test_data_flags(parser, default_binarize="none")
     parser.add_argument("--output-dir", default=None, help="folder for the pictures (default: figures/ beside the model; runs/pretrained/NAME/figures for --pretrained)")
     parser.add_argument("--run-dir", default=None, help="training-run folder with history.csv and samples/ (default: the model's folder)")
