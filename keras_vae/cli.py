@@ -153,16 +153,20 @@ def add_model_argument(parser):
 
 
 def resolve_model(args):
-    """Sets `args.model` to the file of `--pretrained NAME`, if given.
+    """Sets `args.model` to the file of `--pretrained NAME`, if given; returns it.
 
     Raises:
         UserError: neither or both of a model path and `--pretrained`.
     """
-    if (args.model is None) == (args.pretrained is None):
+    if args.pretrained is None:
+        if args.model is None:
+            raise UserError("give a model file or --pretrained NAME (one of them)")
+        return args.model
+    path = str(pretrained.model_path(args.pretrained))
+    if args.model not in (None, path):
         raise UserError("give a model file or --pretrained NAME (one of them)")
-    if args.pretrained is not None:
-        args.model = str(pretrained.model_path(args.pretrained))
-    return args.model
+    args.model = path
+    return path
 
 
 def default_output(args, leaf):

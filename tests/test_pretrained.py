@@ -62,6 +62,12 @@ def test_scripts_take_a_pretrained_name(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     # The pretrained model's own data settings, not the script's defaults.
     assert json.loads((tmp_path / "e.json").read_text())["binarize"] == ENTRIES[name]["binarize"]
+    result = run_script(
+        "visualize.py", "--pretrained", name, "--num-examples", "200", cwd=tmp_path
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    # Written under runs/, not into the repository's pretrained/ folder.
+    assert (tmp_path / "runs" / "pretrained" / name / "figures" / "latent_manifold.png").is_file()
     result = run_script("generate.py", "--pretrained", "nope")
     assert result.returncode == 2 and "no pretrained model 'nope'" in result.stderr
     result = run_script("generate.py", tmp_path / "m.keras", "--pretrained", name)
