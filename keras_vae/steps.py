@@ -38,9 +38,15 @@ def tensorflow_train_step(model, data):
     import tensorflow as tf
 
     inputs = _inputs(data)
+    # Under tf.distribute (a MirroredStrategy scope) each replica computes the
+    # loss of its share of the batch and the optimizer sums the replicas'
+    # gradients, so each replica's loss is divided by their number, as Keras's
+    # own train_step does; with one replica this divides by 1.
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
     with tf.GradientTape() as tape:
         losses = _training_losses(model, inputs)
-    gradients = tape.gradient(losses["loss"], model.trainable_weights)
+        loss = losses["loss"] / replicas
+    gradients = tape.gradient(loss, model.trainable_weights)
     model.optimizer.apply(gradients, model.trainable_weights)
     return _update_trackers(model, losses)
 
