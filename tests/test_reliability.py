@@ -308,3 +308,19 @@ def test_speed_flags_are_checked(tmp_path, backend):
             "steps_per_execution must be 1 with the torch backend",
         )
     one_error_line(run_script("train.py", "--steps-per-execution", "0"), "steps_per_execution must be > 0")
+
+
+@pytest.mark.slow
+def test_resume_checks_the_settings_it_may_change(tmp_path):
+    import dataclasses
+
+    from keras_vae.run_folder import RunFolder
+    from keras_vae.train import TrainConfig
+
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config(dataclasses.asdict(TrainConfig(epochs=1)), {"backend": "jax"})
+    one_error_line(
+        run_script("train.py", "--resume", run.path, "--steps-per-execution", "0"),
+        "steps_per_execution must be > 0",
+    )

@@ -6,6 +6,7 @@ The backend is chosen by the KERAS_BACKEND environment variable
 what the run writes.
 """
 
+import dataclasses
 import sys
 
 from keras_vae import cli, train
@@ -33,11 +34,15 @@ def main(argv, prog=PROG):
     verbose = args.verbose if args.verbose is not None else (1 if sys.stdout.isatty() else 2)
     if args.resume:
         run = RunFolder(args.resume).check_is_folder()
-        config = train.saved_config(run)
-        for name in train.TrainConfig.resumable_settings():
-            flag = getattr(args, name)
-            if flag != getattr(train.TrainConfig, name, None) and flag is not None:
-                setattr(config, name, flag)
+        # The run's own settings, but for the resumable ones given as flags
+        # (where the data is, speed, logging); replace() checks them again.
+        defaults = train.TrainConfig()
+        changes = {
+            name: getattr(args, name)
+            for name in train.TrainConfig.resumable_settings()
+            if getattr(args, name) != getattr(defaults, name)
+        }
+        config = dataclasses.replace(train.saved_config(run), **changes)
         return report(prog, config, run, verbose)
     config = cli.config_from_args(train.TrainConfig, args)
     run = RunFolder(args.output_dir or train.default_output_dir()).check_is_folder()
