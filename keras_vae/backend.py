@@ -3,6 +3,7 @@
 import contextlib
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 
@@ -91,4 +92,17 @@ def import_tensorflow_quietly():
     if "tensorflow" in sys.modules or os.environ.get("TF_CPP_MIN_LOG_LEVEL") != QUIET_TF_LOG_LEVEL:
         return importlib.import_module("tensorflow")
     with _stderr_to_devnull():
-        return importlib.import_module("tensorflow")
+        tensorflow = importlib.import_module("tensorflow")
+    logging.getLogger("tensorflow").addFilter(_not_retracing_notes)
+    return tensorflow
+
+
+def _not_retracing_notes(record):
+    """False for TensorFlow's notes that a function was traced again.
+
+    Keras's `predict` traces once per batch shape, and the pictures of a run
+    decode batches of several sizes (64 samples, 10 reconstructions, the
+    manifold's grid): a handful of traces that TensorFlow reports as a
+    warning about "excessive" retracing.
+    """
+    return "triggered tf.function retracing" not in record.getMessage()
