@@ -13,7 +13,7 @@ from pathlib import Path
 
 import keras
 
-from keras_vae import data, files, pretrained
+from keras_vae import data, files, pretrained, train
 from keras_vae.backend import list_devices
 from keras_vae.errors import UserError
 from keras_vae.run_folder import RunFolder
@@ -112,7 +112,7 @@ def add_config_flags(parser, config_class):
     field becomes a switch.
     """
     for field in dataclasses.fields(config_class):
-        flag = "--" + field.name.replace("_", "-")
+        flag = train.flag_name(field.name)
         meta = field.metadata
         if field.type is bool:
             parser.add_argument(flag, action="store_true", help=meta["help"])

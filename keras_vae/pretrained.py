@@ -96,7 +96,7 @@ def check_numbers(model, dataset, binarize, data_dir=None):
 
 def train_command(run):
     """The `train.py` command line that a run's `config.json` records."""
-    from keras_vae.train import TrainConfig
+    from keras_vae.train import TrainConfig, flag_name
 
     saved = json.loads(run.config.read_text())
     config = TrainConfig(**saved["config"])
@@ -105,7 +105,7 @@ def train_command(run):
         value = getattr(config, field.name)
         if field.metadata["resumable"] or value == field.default:
             continue  # where the data is, speed and logging do not change the model
-        flag = "--" + field.name.replace("_", "-")
+        flag = flag_name(field.name)
         if isinstance(value, bool):
             flags.append(flag)
         else:

@@ -111,7 +111,8 @@ def torch_fused_adam(optimizer, gradients, variables):
     Keras's Adam on the torch backend chains a dozen `torch._foreach_*` ops
     with temporaries, a third of the default VAE's step on a CPU;
     `torch._fused_adam_` does the same update in one pass (the timings are
-    in docs/performance.md). The two place epsilon differently: Keras divides by `sqrt(v) + eps` and
+    in docs/performance.md).
+    The two place epsilon differently: Keras divides by `sqrt(v) + eps` and
     scales the step by `sqrt(1 - beta_2^t)`, PyTorch divides by
     `sqrt(v) / sqrt(1 - beta_2^t) + eps`; giving PyTorch
     `eps / sqrt(1 - beta_2^t)` makes them the same update.

@@ -61,6 +61,11 @@ def setting(default, help, choices=None, resumable=False, metavar=None, model=Fa
     return dataclasses.field(default=default, metadata=metadata)
 
 
+def flag_name(setting_name):
+    """The `train.py` flag of a `TrainConfig` field: `latent_dim` -> `--latent-dim`."""
+    return "--" + setting_name.replace("_", "-")
+
+
 @dataclasses.dataclass
 class TrainConfig:
     """Everything that defines a training run. Defaults: the original design.
