@@ -6,6 +6,7 @@ to report errors a user can cause: one line, exit status 2, no traceback
 """
 
 import argparse
+import collections
 import dataclasses
 import sys
 import types
@@ -179,20 +180,30 @@ def default_output(args, leaf):
 
 
 def add_test_data_flags(parser, default_binarize):
-    """Flags of the scripts that take a model and its test split."""
+    """Flags of the scripts that take a model and the images of one split."""
     add_model_argument(parser)
-    parser.add_argument("--dataset", default=None, choices=data.DATASETS, help="test split to use (default: the run's, from config.json beside the model, else mnist)")
+    parser.add_argument("--dataset", default=None, choices=data.DATASETS, help="dataset to use (default: the run's, from config.json beside the model, else mnist)")
     parser.add_argument("--binarize", default=None, choices=data.BINARIZATIONS, help=f"default: the run's, else {default_binarize}")
-    parser.add_argument("--num-examples", type=int, default=None, help="use only the first N test images (default: all)")
+    parser.add_argument("--split", default="test", choices=("test", "validation"), help="the test split (default), or the validation images the run held out of the training set (its --validation-split; 10000 for a model without a run folder)")
+    parser.add_argument("--num-examples", type=int, default=None, help="use only the first N images of the split (default: all)")
     parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory")
     parser.add_argument("--manual-dir", default=None, help="folder with the dataset's original files")
 
 
+ModelAndData = collections.namedtuple(
+    "ModelAndData", "model images labels dataset binarize split"
+)
+
+
 def load_model_and_test_split(args, default_binarize):
-    """The model of `args.model` and the test split its run was trained on.
+    """The model of `args.model` and the images of the split `args.split`.
+
+    The dataset, binarization and validation split are the model's run's
+    (from `config.json` beside it, or the pretrained registry), unless the
+    flags say otherwise.
 
     Returns:
-        `(model, images, labels, dataset, binarize)`.
+        A `ModelAndData`: `(model, images, labels, dataset, binarize, split)`.
 
     Raises:
         UserError: bad flags, a bad model file, or data that cannot be had.
@@ -200,14 +211,22 @@ def load_model_and_test_split(args, default_binarize):
     if args.num_examples is not None and args.num_examples <= 0:
         raise UserError(f"--num-examples must be > 0, got {args.num_examples}")
     resolve_model(args)
-    dataset, binarize = pretrained.data_settings(args.model) or RunFolder.of_model(
+    dataset, binarize, validation_split = pretrained.data_settings(
         args.model
-    ).data_settings(default_binarize)
+    ) or RunFolder.of_model(args.model).data_settings(default_binarize)
     dataset = args.dataset or dataset
     binarize = args.binarize or binarize
     check_data_settings(dataset, binarize)
+    if args.split == "validation" and not validation_split:
+        if validation_split == 0:
+            raise UserError(
+                f"{args.model}'s run held out no validation images (--validation-split 0): "
+                "its validation curve is the test split"
+            )
+        validation_split = train.DEFAULT_VALIDATION_SPLIT
     model = files.load_model(args.model)
     images, labels = data.load_split(
-        dataset, "test", args.data_dir, args.manual_dir, args.num_examples, binarize
+        dataset, args.split, args.data_dir, args.manual_dir, args.num_examples, binarize,
+        validation_split=validation_split or 0,
     )
-    return model, images, labels, dataset, binarize
+    return ModelAndData(model, images, labels, dataset, binarize, args.split)

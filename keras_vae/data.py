@@ -16,6 +16,14 @@ labels). Grey-level data can be binarized (`BINARIZATIONS`):
 The test split binarized with `TEST_BINARIZATION_SEED` is the same for every
 run, so likelihoods of different runs compare.
 
+Validation: `validation_split` N holds out the *last* N training images
+(images 50 000-59 999 of MNIST for N = 10 000, as the published likelihood
+protocols do) for the validation loss and the choice of the best epoch, so
+that the test split is read once, at the end. The held-out images are
+binarized once with `VALIDATION_BINARIZATION_SEED` (dynamic and static).
+`binarized_mnist` comes with its own validation split of 10 000 images, used
+for any N > 0 (which must then be 10 000).
+
 Where the data comes from, in order:
 1. a prepared TFDS data directory: `data_dir`, else `TFDS_DATA_DIR`, else
    TFDS's default (`~/tensorflow_datasets`);
@@ -59,6 +67,10 @@ NUM_CLASSES = 10  # digits, or Fashion-MNIST's classes
 BINARIZATIONS = ("none", "dynamic", "static")
 TEST_BINARIZATION_SEED = 0
 TRAIN_BINARIZATION_SEED = 1
+VALIDATION_BINARIZATION_SEED = 2
+SPLITS = ("train", "validation", "test")
+#: binarized_mnist's own validation split (Larochelle & Murray).
+BINARIZED_MNIST_VALIDATION = 10_000
 
 # TFDS downloads MNIST from here; checked first so that an offline machine
 # gets an answer in seconds instead of minutes of retries.
@@ -69,13 +81,26 @@ _DOWNLOAD_HOST = ("storage.googleapis.com", 443)
 class Dataset:
     """Images in [0, 1] of shape `(n, 28, 28, 1)` and their integer labels.
 
-    Labels are -1 for a dataset without labels (`binarized_mnist`).
+    Labels are -1 for a dataset without labels (`binarized_mnist`). The
+    validation arrays are empty when no validation split was held out.
     """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    x_val: np.ndarray = None
+    y_val: np.ndarray = None
+
+    def __post_init__(self):
+        if self.x_val is None:
+            self.x_val = self.x_train[:0]
+            self.y_val = self.y_train[:0]
+
+    @property
+    def has_validation(self):
+        """True when a validation split was held out of the training images."""
+        return len(self.x_val) > 0
 
 
 def _tfds():
@@ -177,11 +202,18 @@ def ensure_prepared(name="mnist", data_dir=None, manual_dir=None):
     return builder
 
 
-def _load_split(builder, split, limit):
-    tfds = _tfds()
+def _load_split(builder, split, limit=None):
+    """`(images, labels)` of a TFDS split `(name, start, stop)`.
+
+    `stop` None is the end of the split; `limit` keeps the first images.
+    """
+    name, start, stop = split
     if limit is not None:
-        split = f"{split}[:{int(limit)}]"
-    example = tfds.as_numpy(builder.as_dataset(split=split, batch_size=-1))
+        stop = start + int(limit) if stop is None else min(stop, start + int(limit))
+    tfds = _tfds()
+    example = tfds.as_numpy(
+        builder.as_dataset(split=f"{name}[{start}:{'' if stop is None else stop}]", batch_size=-1)
+    )
     images = example["image"].astype("float32")
     if images.max() > 1.0:  # uint8 grey levels; binarized_mnist is 0/1
         images /= 255.0
@@ -205,6 +237,19 @@ def binarize(images, seed):
     return (noise < images).astype("float32")
 
 
+def check_validation_split(name, validation_split):
+    """The problem with holding out `validation_split` images of `name`, or None."""
+    if validation_split < 0:
+        return f"validation_split must be >= 0, got {validation_split}"
+    if name == "binarized_mnist" and validation_split not in (0, BINARIZED_MNIST_VALIDATION):
+        return (
+            f"binarized_mnist comes with its own {BINARIZED_MNIST_VALIDATION} validation "
+            f"images: give --validation-split {BINARIZED_MNIST_VALIDATION} or 0, not "
+            f"{validation_split}"
+        )
+    return None
+
+
 def load_dataset(
     name="mnist",
     data_dir=None,
@@ -212,30 +257,42 @@ def load_dataset(
     num_train=None,
     num_test=None,
     binarization="none",
+    validation_split=0,
+    num_validation=None,
 ):
-    """Loads the train and test splits into memory.
+    """Loads the train, validation and test splits into memory.
 
     Args:
         name: a TFDS dataset name from `DATASETS`.
         data_dir: TFDS data directory (see `resolve_data_dir`).
         manual_dir: optional folder with the original files.
-        num_train: if set, keep only the first `num_train` training images.
+        num_train: if set, keep only the first `num_train` training images
+            (of those not held out).
         num_test: if set, keep only the first `num_test` test images.
         binarization: one of `BINARIZATIONS` (see the module docstring);
             with `dynamic` the training images stay grey levels, for the
             model to sample.
+        validation_split: training images held out for validation, the
+            last ones of the train split (see the module docstring); 0 for
+            none.
+        num_validation: if set, keep only the first `num_validation` of them.
 
     Returns:
         A `Dataset` of float32 images in [0, 1] and int64 labels.
 
     Raises:
         DataUnavailableError: the data is absent and cannot be obtained.
-        ValueError: an unknown `name` or `binarization`.
+        ValueError: an unknown `name` or `binarization`, or a validation
+            split that the train split cannot give.
     """
     builder = _prepared_builder(name, data_dir, manual_dir, binarization)
-    x_train, y_train = _load_binarized(builder, "train", num_train, binarization)
-    x_test, y_test = _load_binarized(builder, "test", num_test, binarization)
-    return Dataset(x_train, y_train, x_test, y_test)
+    train, validation = _train_and_validation(builder, name, validation_split)
+    x_train, y_train = _load_binarized(builder, "train", train, num_train, binarization)
+    x_test, y_test = _load_binarized(builder, "test", _TEST, num_test, binarization)
+    if validation is None:
+        return Dataset(x_train, y_train, x_test, y_test)
+    x_val, y_val = _load_binarized(builder, "validation", validation, num_validation, binarization)
+    return Dataset(x_train, y_train, x_test, y_test, x_val, y_val)
 
 
 def load_split(
@@ -245,21 +302,53 @@ def load_split(
     manual_dir=None,
     limit=None,
     binarization="none",
+    validation_split=10_000,
 ):
     """Loads one split into memory, binarized as `load_dataset` does.
 
     Args:
         name: a TFDS dataset name from `DATASETS`.
-        split: `"train"` or `"test"`.
+        split: `"train"`, `"validation"` or `"test"`.
         data_dir, manual_dir: where the data is (see `load_dataset`).
         limit: if set, keep only the first `limit` images.
         binarization: one of `BINARIZATIONS`.
+        validation_split: the images held out of the train split for
+            validation (see `load_dataset`): they make the `"validation"`
+            split and are left out of `"train"`.
 
     Returns:
         A pair `(images, labels)` of NumPy arrays.
     """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; choose from {', '.join(SPLITS)}")
     builder = _prepared_builder(name, data_dir, manual_dir, binarization)
-    return _load_binarized(builder, split, limit, binarization)
+    train, validation = _train_and_validation(builder, name, validation_split)
+    if split == "validation" and validation is None:
+        raise ValueError("the validation split is empty: validation_split is 0")
+    tfds_split = {"train": train, "validation": validation, "test": _TEST}[split]
+    return _load_binarized(builder, split, tfds_split, limit, binarization)
+
+
+_TEST = ("test", 0, None)
+
+
+def _train_and_validation(builder, name, validation_split):
+    """The TFDS splits `(name, start, stop)` of the training and validation images."""
+    problem = check_validation_split(name, validation_split)
+    if problem:
+        raise ValueError(problem)
+    if not validation_split:
+        return ("train", 0, None), None
+    if name == "binarized_mnist":
+        return ("train", 0, None), ("validation", 0, None)
+    total = builder.info.splits["train"].num_examples
+    if validation_split >= total:
+        raise ValueError(
+            f"validation_split {validation_split} leaves no training image: the {name} "
+            f"train split has {total}"
+        )
+    kept = total - validation_split
+    return ("train", 0, kept), ("train", kept, None)
 
 
 def _prepared_builder(name, data_dir, manual_dir, binarization):
@@ -273,11 +362,19 @@ def _prepared_builder(name, data_dir, manual_dir, binarization):
     return ensure_prepared(name, data_dir=data_dir, manual_dir=manual_dir)
 
 
-def _load_binarized(builder, split, limit, binarization):
-    """One split in memory, binarized as the module docstring says."""
-    images, labels = _load_split(builder, split, limit)
-    if split == "test" and binarization != "none":
-        images = binarize(images, TEST_BINARIZATION_SEED)
-    elif split == "train" and binarization == "static":
+_BINARIZATION_SEEDS = {"test": TEST_BINARIZATION_SEED, "validation": VALIDATION_BINARIZATION_SEED}
+
+
+def _load_binarized(builder, role, tfds_split, limit, binarization):
+    """One split in memory, binarized as the module docstring says.
+
+    `role` is what the images are for (`"train"`, `"validation"` or
+    `"test"`), `tfds_split` where they come from (e.g. `("train", 50000,
+    None)`, see `_load_split`).
+    """
+    images, labels = _load_split(builder, tfds_split, limit)
+    if role in _BINARIZATION_SEEDS and binarization != "none":
+        images = binarize(images, _BINARIZATION_SEEDS[role])
+    elif role == "train" and binarization == "static":
         images = binarize(images, TRAIN_BINARIZATION_SEED)
     return images, labels

@@ -74,11 +74,15 @@ def load_pretrained(name, folder=PRETRAINED_DIR):
 
 
 def data_settings(path, folder=PRETRAINED_DIR):
-    """`(dataset, binarize)` of a pretrained model's file, or None for another file."""
+    """`(dataset, binarize, validation_split)` of a pretrained model's file.
+
+    None for another file. Models trained before the validation split
+    existed held none out (0).
+    """
     path = Path(path).resolve()
     for entry in registry(folder).values():
         if (Path(folder) / entry["file"]).resolve() == path:
-            return entry["dataset"], entry["binarize"]
+            return entry["dataset"], entry["binarize"], entry.get("validation_split", 0)
     return None
 
 
@@ -99,7 +103,7 @@ def train_command(run):
     from keras_vae.train import TrainConfig, flag_name
 
     saved = json.loads(run.config.read_text())
-    config = TrainConfig(**saved["config"])
+    config = TrainConfig(**run.settings())
     flags = []
     for field in dataclasses.fields(TrainConfig):
         value = getattr(config, field.name)
@@ -203,6 +207,7 @@ def publish(run_dir, name, description, folder=PRETRAINED_DIR, data_dir=None):
         "command": train_command(run),
         "dataset": settings["dataset"],
         "binarize": settings["binarize"],
+        "validation_split": settings["validation_split"],
         "epochs": metrics["epochs"],
         "parameters": model.count_params(),
         "stored_as": weights_dtype,

@@ -87,27 +87,34 @@ class RunFolder:
         """The `config` dict of `config.json` (the run's settings), or None.
 
         None for a folder without a readable `config.json` (no run, or a
-        file that is not one of ours).
+        file that is not one of ours). Runs written before the validation
+        split existed held none out: their `validation_split` reads 0.
         """
         try:
-            return json.loads(self.config.read_text())["config"]
+            settings = dict(json.loads(self.config.read_text())["config"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
+        settings.setdefault("validation_split", 0)
+        return settings
 
     def write_config(self, settings, environment):
         """Writes `config.json`: the settings, and the environment beside them."""
         files.write_json(self.config, {"config": settings, **environment})
 
     def data_settings(self, default_binarize):
-        """`(dataset, binarize)` of the run, for reading its test split.
+        """`(dataset, binarize, validation_split)` of the run, for reading its data.
 
-        `("mnist", default_binarize)` when the folder holds no run (a model
-        file copied elsewhere, a pretrained model).
+        `("mnist", default_binarize, None)` when the folder holds no run (a
+        model file copied elsewhere, a pretrained model).
         """
         settings = self.settings()
         if settings is None:
-            return "mnist", default_binarize
-        return settings.get("dataset", "mnist"), settings.get("binarize", "none")
+            return "mnist", default_binarize, None
+        return (
+            settings.get("dataset", "mnist"),
+            settings.get("binarize", "none"),
+            settings["validation_split"],
+        )
 
     def read_history(self):
         """The rows of `history.csv` as dicts (empty if absent)."""

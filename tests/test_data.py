@@ -77,3 +77,49 @@ def test_missing_data_offline_is_reported_at_once(tmp_path, monkeypatch):
     monkeypatch.setattr(data, "_network_reachable", lambda timeout=3.0: False)
     with pytest.raises(DataUnavailableError, match="--manual-dir"):
         data.load_dataset("mnist", data_dir=tmp_path)
+
+
+def test_validation_split_holds_out_the_last_training_images():
+    everything = data.load_dataset("mnist", num_test=1)
+    split = data.load_dataset("mnist", num_test=1, validation_split=10000)
+    assert (len(split.x_train), len(split.x_val)) == (50000, 10000)
+    np.testing.assert_array_equal(split.x_train, everything.x_train[:50000])
+    np.testing.assert_array_equal(split.x_val, everything.x_train[50000:])
+    np.testing.assert_array_equal(split.y_val, everything.y_train[50000:])
+    assert not everything.has_validation and split.has_validation
+    # The limits of quick runs keep the first images of each part.
+    quick = data.load_dataset("mnist", num_train=30, num_test=1, validation_split=10000, num_validation=20)
+    np.testing.assert_array_equal(quick.x_train, everything.x_train[:30])
+    np.testing.assert_array_equal(quick.x_val, everything.x_train[50000:50020])
+    grey, _ = data.load_split("mnist", "validation", limit=20, validation_split=10000)
+    np.testing.assert_array_equal(grey, quick.x_val)
+
+
+def test_validation_images_are_binarized_once_with_their_own_seed():
+    grey, _ = data.load_split("mnist", "validation", limit=50, validation_split=10000)
+    binary, _ = data.load_split(
+        "mnist", "validation", limit=50, validation_split=10000, binarization="dynamic"
+    )
+    np.testing.assert_array_equal(binary, data.binarize(grey, data.VALIDATION_BINARIZATION_SEED))
+    test_grey, _ = data.load_split("mnist", "test", limit=50)
+    test_binary, _ = data.load_split("mnist", "test", limit=50, binarization="dynamic")
+    np.testing.assert_array_equal(test_binary, data.binarize(test_grey, data.TEST_BINARIZATION_SEED))
+
+
+def test_binarized_mnist_validates_on_its_own_split():
+    dataset = data.load_dataset(
+        "binarized_mnist", num_train=5, num_test=5, validation_split=10000, num_validation=5
+    )
+    own, _ = data.load_split("binarized_mnist", "validation", limit=5)
+    np.testing.assert_array_equal(dataset.x_val, own)
+    with pytest.raises(ValueError, match="its own 10000 validation images"):
+        data.load_dataset("binarized_mnist", validation_split=5000)
+
+
+@pytest.mark.parametrize(
+    "split, message",
+    [(60000, "leaves no training image"), (-1, "must be >= 0")],
+)
+def test_impossible_validation_splits_are_refused(split, message):
+    with pytest.raises(ValueError, match=message):
+        data.load_dataset("mnist", num_train=5, num_test=5, validation_split=split)

@@ -87,3 +87,25 @@ def test_model_settings_are_the_ones_vae_takes():
 
     taken = set(inspect.signature(VAE.__init__).parameters)
     assert set(TrainConfig().model_settings()) <= taken
+
+
+@pytest.mark.parametrize(
+    "settings, held_out",
+    [
+        ({}, 0),  # the original design: grey levels, all 60 000 training images
+        ({"binarize": "dynamic"}, 10000),  # the likelihood protocol
+        ({"binarize": "static"}, 10000),
+        ({"dataset": "binarized_mnist"}, 10000),
+        ({"binarize": "dynamic", "validation_split": 0}, 0),
+        ({"validation_split": 5000}, 5000),
+    ],
+)
+def test_the_validation_split_default_follows_the_pixels(settings, held_out):
+    assert TrainConfig(**settings).validation_split == held_out
+
+
+def test_bad_validation_splits_are_config_errors():
+    with pytest.raises(UserError, match="validation_split must be >= 0"):
+        TrainConfig(validation_split=-3)
+    with pytest.raises(UserError, match="its own 10000 validation images"):
+        TrainConfig(dataset="binarized_mnist", validation_split=20)

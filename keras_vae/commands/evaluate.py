@@ -2,7 +2,8 @@
 
 Reports the negative ELBO, its reconstruction and KL terms, the
 importance-weighted NLL estimate (Burda et al.), bits per dimension and active
-units on the test split, as a table and as JSON. See keras_vae/evaluation.py.
+units on the test split (or, with `--split validation`, on the images the run
+held out of its training set), as a table and as JSON. See keras_vae/evaluation.py.
 """
 
 import time
@@ -16,7 +17,7 @@ PROG = "evaluate.py"
 
 
 def parse_args(argv, prog=PROG):
-    parser = cli.ArgumentParser(prog=prog, description="Likelihood evaluation of a saved keras-vae model on a test split.")
+    parser = cli.ArgumentParser(prog=prog, description="Likelihood evaluation of a saved keras-vae model on the test (or validation) split.")
     cli.add_test_data_flags(parser, default_binarize="dynamic")
     parser.add_argument("--iw-samples", type=int, default=5000, help="importance samples k per image (5000: Burda et al.)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
@@ -32,7 +33,7 @@ def main(argv, prog=PROG):
     for name in ("iw_samples", "max_rows"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    model, images, labels, dataset, binarize = cli.load_model_and_test_split(
+    model, images, labels, dataset, binarize, split = cli.load_model_and_test_split(
         args, default_binarize="dynamic"
     )
     start = time.perf_counter()
@@ -43,6 +44,7 @@ def main(argv, prog=PROG):
     results.update(
         model=str(args.model),
         dataset=dataset,
+        split=split,
         binarize=binarize,
         conditional=model.conditional,
         backend=keras.backend.backend(),
@@ -57,7 +59,7 @@ def format_table(r):
     pixels = "binary pixels" if r["binarize"] != "none" or r["dataset"] == "binarized_mnist" else "grey-level pixels: a loss, not a likelihood"
     return "\n".join(
         [
-            f"{r['model']} on the {r['dataset']} test split ({r['num_examples']} images, "
+            f"{r['model']} on the {r['dataset']} {r.get('split', 'test')} split ({r['num_examples']} images, "
             f"binarize={r['binarize']}; {pixels}), backend {r['backend']}",
             f"  -ELBO                {r['neg_elbo']:9.2f} nats",
             f"    reconstruction     {r['reconstruction']:9.2f} nats",

@@ -31,7 +31,7 @@ def main(argv, prog=PROG):
     output_dir = Path(args.output_dir or cli.default_output(args, "figures"))
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} exists and is not a folder")
-    model, images, labels, _, _ = cli.load_model_and_test_split(args, default_binarize="none")
+    model, images, labels, *_ = cli.load_model_and_test_split(args, default_binarize="none")
     written = visualize.make_figures(
         model, images, labels, output_dir, run_dir=args.run_dir or model_path.parent
     )
