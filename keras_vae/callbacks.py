@@ -36,27 +36,33 @@ class EpochWriter(keras.callbacks.Callback):
 class SampleGrid(EpochWriter):
     """Decodes the same latent vectors after every epoch into a PNG grid.
 
-    Because z is fixed, successive grids show the same samples sharpen.
+    Because z is fixed, successive grids show the same samples sharpen. A
+    prior with weights (the VampPrior, two layers) changes as it trains: give
+    a count instead of vectors, and each epoch draws that many from the
+    model's current prior with the same seed.
 
     Args:
-        z: array `(n, latent_dim)` of latent vectors, e.g. from
-            `VAE.sample_prior`.
+        z: array `(n, code_dim)` of latent vectors, e.g. from
+            `VAE.sample_prior`, or an int n: draw n with `seed` every epoch.
         directory: folder for `epoch_001.png`, `epoch_002.png`, ...
         rows, cols: grid shape (default near-square).
         labels: the label of each z, for a conditional VAE.
+        seed: the seed of each epoch's draw, when `z` is a count.
     """
 
-    def __init__(self, z, directory, rows=None, cols=None, labels=None):
+    def __init__(self, z, directory, rows=None, cols=None, labels=None, seed=0):
         super().__init__()
-        self.z = np.asarray(z, dtype="float32")
+        self.z = z if isinstance(z, int) else np.asarray(z, dtype="float32")
         self.directory = Path(directory)
         self.rows, self.cols = rows, cols
         self.labels = labels
+        self.seed = seed
 
     def write(self, epoch, logs):
+        z = self.model.sample_prior(self.z, self.seed) if isinstance(self.z, int) else self.z
         images.save_grid(
             self.directory / epoch_filename(epoch),
-            self.model.decode(self.z, self.labels),
+            self.model.decode(z, self.labels),
             self.rows,
             self.cols,
         )

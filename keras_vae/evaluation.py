@@ -2,11 +2,15 @@
 
 For each test image x this estimates, in nats:
 
-- the negative ELBO, `reconstruction + KL`, with the KL term exact and the
-  reconstruction term E_q[-log p(x|z)] averaged over the k importance samples;
+- the negative ELBO, `reconstruction + KL`, with the reconstruction term
+  E_q[-log p(x|z)] averaged over the k importance samples and the KL term
+  exact for the one-layer N(0, I) model, else (VampPrior, two layers) the
+  mean of log q(z|x) - log p(z) over the same k samples;
 - the importance-weighted estimate of the negative log-likelihood (Burda et
   al., 2015), -log p(x) ~= -log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x),
-  computed with log-sum-exp; it is a stochastic upper bound on -log p(x)
+  computed with log-sum-exp in float64; for two layers p(x, z) =
+  p(x|z1, z2) p(z1|z2) p(z2) and q(z|x) = q(z2|x) q(z1|x, z2), for the
+  VampPrior p(z) is its mixture density; it is a stochastic upper bound on -log p(x)
   that tightens as k grows, and equals the negative ELBO in expectation at
   k = 1;
 - bits per dimension, NLL / (D ln 2) with D = 784 pixels;
@@ -39,11 +43,12 @@ class ImportanceSampler(keras.Model):
     Call arguments:
         inputs: a tuple `(images, epsilon)`, or `(images, epsilon, one_hot)`
             for a conditional VAE: images `(b, H, W, C)`, standard normal
-            noise `(b, k, latent_dim)` and one-hot labels `(b, classes)`.
+            noise `(b, k, code_dim)` and one-hot labels `(b, classes)`.
 
     Returns:
         A tuple of `log p(x|z_i)` `(b, k)`, `log p(z_i) - log q(z_i|x)`
-        `(b, k)`, and the posterior `z_mean` and `z_log_var` `(b, latent_dim)`.
+        `(b, k)`, and the KL term of each image `(b,)` (see
+        `VAE.importance_terms`).
     """
 
     def __init__(self, vae, **kwargs):
@@ -52,14 +57,7 @@ class ImportanceSampler(keras.Model):
 
     def call(self, inputs):
         images, epsilon, *condition = inputs
-        condition = condition[0] if condition else None
-        z_mean, z_log_var = self.vae.encode_tensors(images, condition)
-        z = z_mean[:, None, :] + ops.exp(0.5 * z_log_var[:, None, :]) * epsilon
-        logits = self.vae.decode_samples(z, condition)
-        log_px_given_z, log_prior_ratio = losses.importance_log_terms(
-            images, logits, z, z_mean, z_log_var
-        )
-        return log_px_given_z, log_prior_ratio, z_mean, z_log_var
+        return self.vae.importance_terms(images, epsilon, condition[0] if condition else None)
 
 
 def _logmeanexp(values, axis):
@@ -90,8 +88,8 @@ def evaluate_likelihood(
     Returns:
         A dict of floats, each a mean over the images, in nats unless noted:
         `neg_elbo`, `reconstruction`, `kl`, `iw_nll`, `bits_per_dim`, and
-        `active_units` (a count), `latent_dim`, `iw_samples`, `num_examples`,
-        `seed`.
+        `active_units` (a count, over the `code_dim` units of z), `latent_dim`
+        (`code_dim`: all layers), `iw_samples`, `num_examples`, `seed`.
     """
     images = np.asarray(images, dtype="float32")
     if iw_samples < 1:
@@ -101,35 +99,36 @@ def evaluate_likelihood(
     rng = np.random.default_rng(seed)
     chunk = min(iw_samples, max_rows)
     batch = max(1, max_rows // chunk)
-    nll, reconstruction, kl, means = [], [], [], []
+    nll, reconstruction, kl = [], [], []
     progress = keras.utils.Progbar(len(images), verbose=verbose, unit_name="image")
     for start in range(0, len(images), batch):
         x = images[start : start + batch]
         extra = [] if condition is None else [condition[start : start + batch]]
-        log_weights, log_px = [], []
+        log_weights, log_px, kl_sum = [], [], 0.0
         for first in range(0, iw_samples, chunk):
             count = min(chunk, iw_samples - first)
-            epsilon = rng.standard_normal((len(x), count, vae.latent_dim), dtype="float32")
-            log_px_given_z, log_prior_ratio, z_mean, z_log_var = (
+            epsilon = rng.standard_normal((len(x), count, vae.code_dim), dtype="float32")
+            log_px_given_z, log_prior_ratio, chunk_kl = (
                 ops.convert_to_numpy(t) for t in sampler.predict_on_batch([x, epsilon, *extra])
             )
             log_px.append(log_px_given_z)
             log_weights.append(log_px_given_z.astype("float64") + log_prior_ratio)
+            kl_sum = kl_sum + chunk_kl.astype("float64") * count
         nll.append(-_logmeanexp(np.concatenate(log_weights, axis=1), axis=1))
         reconstruction.append(-np.concatenate(log_px, axis=1).astype("float64").mean(1))
-        kl.append(ops.convert_to_numpy(losses.kl_divergence(z_mean, z_log_var)))
-        means.append(z_mean)
+        kl.append(kl_sum / iw_samples)
         progress.add(len(x))
     nll, reconstruction, kl = (np.concatenate(v) for v in (nll, reconstruction, kl))
     iw_nll = float(nll.mean())
+    z_means, _ = vae.encode(images, labels)
     return {
         "neg_elbo": float((reconstruction + kl).mean()),
         "reconstruction": float(reconstruction.mean()),
         "kl": float(kl.mean()),
         "iw_nll": iw_nll,
         "bits_per_dim": iw_nll / (math.prod(vae.image_shape) * math.log(2.0)),
-        "active_units": active_units(np.concatenate(means)),
-        "latent_dim": vae.latent_dim,
+        "active_units": active_units(z_means),
+        "latent_dim": vae.code_dim,
         "iw_samples": int(iw_samples),
         "num_examples": int(len(images)),
         "seed": int(seed),

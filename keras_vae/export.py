@@ -49,7 +49,7 @@ PACKAGES = {("onnx", "tensorflow"): ("onnx", "tf2onnx"), ("onnx", "torch"): ("on
 
 def serving_decoder(model):
     """The decoder as a functional model: z (and label) -> pixel probabilities."""
-    z = keras.Input((model.latent_dim,), name="z")
+    z = keras.Input((model.code_dim,), name="z")
     inputs = [z]
     if model.conditional:
         inputs.append(keras.Input((model.num_classes,), name="label"))
@@ -59,13 +59,12 @@ def serving_decoder(model):
 
 
 def serving_encoder(model):
-    """The encoder as a functional model: images (and label) -> [z_mean, z_log_var]."""
-    image = keras.Input(model.image_shape, name="image")
-    inputs = [image]
-    if model.conditional:
-        inputs.append(keras.Input((model.num_classes,), name="label"))
-    z_mean, z_log_var = model.encoder(inputs if model.conditional else image)
-    return keras.Model(inputs, [z_mean, z_log_var], name="encoder")
+    """The encoder as a functional model: images (and label) -> [z_mean, z_log_var].
+
+    The posterior of the decoder's input, as `VAE.encode` gives it.
+    """
+    posterior = model.posterior_network()
+    return keras.Model(posterior.inputs, posterior.outputs, name="encoder")
 
 
 def check_format(export_format, backend=None):

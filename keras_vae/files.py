@@ -146,16 +146,12 @@ def _check_weights_fit(path, settings, weights_bytes):
     Keras builds the model from `config.json` before it reads the weights,
     so a file whose settings ask for billions of weights would allocate them
     first. The networks' size follows from the settings by arithmetic
-    (`networks.parameter_count`), checked here before anything is built.
+    (`VAE.parameter_count`), checked here before anything is built.
     """
-    from keras_vae.model import NETWORK_SETTINGS
-    from keras_vae.networks import IMAGE_SHAPE, parameter_count
+    from keras_vae.model import VAE
 
     try:
-        network = {name: settings[name] for name in NETWORK_SETTINGS if name in settings}
-        network["image_shape"] = tuple(network.get("image_shape", IMAGE_SHAPE))
-        network["filters"] = tuple(network.get("filters", ()))
-        weights = parameter_count(**network)
+        weights = VAE.parameter_count(settings)
     except (TypeError, ValueError, KeyError, AttributeError, IndexError) as error:
         raise ModelFileError(f"{path}: unreadable model settings ({error})") from error
     if weights * _MIN_BYTES_PER_WEIGHT > weights_bytes:

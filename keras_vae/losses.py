@@ -18,6 +18,12 @@ variants, each a keyword argument:
 - k > 1 samples of z per image give the importance-weighted bound of Burda et
   al. (2015), -log (1/k) sum_i p(x|z_i) p(z_i)^w / q(z_i|x)^w, which tightens
   as k grows; k = 1 is the VAE.
+
+The one-layer VAE with the N(0, I) prior has an analytic KL term. Models
+whose KL has no closed form (the VampPrior's mixture, two stochastic layers;
+see `VAE`) hand `objective` the log prior ratio log p(z) - log q(z|x) of
+each sample instead, under the key `log_prior_ratio`, and the KL term is its
+Monte Carlo estimate, E_q[log q(z|x) - log p(z)] over the samples drawn.
 """
 
 import math
@@ -218,6 +224,26 @@ def objective_problems(beta=1.0, free_bits=0.0, iw_samples=1):
     return problems
 
 
+def _monte_carlo_objective(images, outputs, kl_weight):
+    """`objective` for models that give `log_prior_ratio` instead of an analytic KL."""
+    if _has_sample_axis(outputs):
+        images = images[:, None]
+    log_px_given_z = -reconstruction_loss(images, outputs["logits"])
+    log_prior_ratio = outputs["log_prior_ratio"]
+    reconstruction = -ops.mean(log_px_given_z)
+    kl = -ops.mean(log_prior_ratio)
+    if _has_sample_axis(outputs):
+        loss = _iwae_from_terms(log_px_given_z, log_prior_ratio, kl_weight)
+    else:
+        loss = reconstruction + kl_weight * kl
+    return {
+        "loss": loss,
+        "neg_elbo": reconstruction + kl,
+        "reconstruction_loss": reconstruction,
+        "kl_loss": kl,
+    }
+
+
 def objective(images, outputs, kl_weight=1.0, free_bits=0.0):
     """The training objective, with the ELBO and its terms for comparison.
 
@@ -233,7 +259,13 @@ def objective(images, outputs, kl_weight=1.0, free_bits=0.0):
     Returns:
         A dict of scalar tensors in nats per image: `loss` (the objective),
         `neg_elbo`, `reconstruction_loss` and `kl_loss` (its two terms).
+        With `log_prior_ratio` in `outputs` (a KL without closed form),
+        `kl_loss` is its Monte Carlo estimate.
     """
+    if "log_prior_ratio" in outputs:
+        if free_bits > 0:
+            raise ValueError("free bits need the analytic KL of the one-layer N(0, I) model")
+        return _monte_carlo_objective(images, outputs, kl_weight)
     kl_dims = kl_per_dimension(outputs["z_mean"], outputs["z_log_var"])
     kl = ops.mean(ops.sum(kl_dims, axis=-1))
     if _has_sample_axis(outputs):
@@ -280,3 +312,25 @@ def gaussian_log_density(z, mean, log_var):
     return -0.5 * ops.sum(
         LOG_2PI + log_var + ops.square(z - mean) * ops.exp(-log_var), axis=-1
     )
+
+
+def mixture_log_density(z, means, log_vars):
+    """log of the mixture (1/K) sum_k N(z; mean_k, diag(exp(log_var_k))).
+
+    The VampPrior's density (Tomczak & Welling, 2018), with one component per
+    pseudo-input, in log-sum-exp form. Each component's density is computed
+    directly from z - mean_k (no expanded quadratic form, which loses
+    digits in float32).
+
+    Args:
+        z: tensor of shape `(..., latent_dim)`.
+        means, log_vars: the components, each `(K, latent_dim)`.
+
+    Returns:
+        A tensor of shape `(...)`.
+    """
+    z = ops.convert_to_tensor(z)
+    means, log_vars = ops.convert_to_tensor(means), ops.convert_to_tensor(log_vars)
+    per_component = gaussian_log_density(z[..., None, :], means, log_vars)  # (..., K)
+    count = ops.cast(ops.shape(means)[0], per_component.dtype)
+    return ops.logsumexp(per_component, axis=-1) - ops.log(count)

@@ -1,6 +1,7 @@
 """The variational autoencoder: encoder, sampling, decoder, and its objective."""
 
 import inspect
+import math
 
 import keras
 import numpy as np
@@ -8,16 +9,70 @@ from keras import ops
 
 from keras_vae import losses, steps
 from keras_vae.layers import DynamicBinarization, Sampling
-from keras_vae.networks import IMAGE_SHAPE, build_decoder, build_encoder
+from keras_vae.networks import (
+    IMAGE_SHAPE,
+    build_conditional_prior,
+    build_decoder,
+    build_encoder,
+    conditional_prior_parameter_count,
+    decoder_parameter_count,
+    encoder_parameter_count,
+    renamed,
+)
 
 LOSS_NAMES = ("loss", "neg_elbo", "reconstruction_loss", "kl_loss")
+PRIORS = ("normal", "vamp")
+LATENT_LAYERS = (1, 2)
+# The VampPrior's pseudo-inputs start as grey images near black, as in
+# Tomczak & Welling's code (mean 0.05, standard deviation 0.01).
+PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STDDEV = 0.05, 0.01
 #: The settings the networks' builders take, by name (all are VAE attributes).
 NETWORK_SETTINGS = tuple(inspect.signature(build_encoder).parameters)
 
 
+def latent_problems(latent_layers=1, prior="normal", pseudo_inputs=500, num_classes=0, free_bits=0.0):
+    """What is wrong with these latent settings: a list of messages."""
+    problems = []
+    if latent_layers not in LATENT_LAYERS:
+        problems.append(f"latent_layers must be 1 or 2, got {latent_layers}")
+    if prior not in PRIORS:
+        problems.append(f"unknown prior {prior!r}; choose from {', '.join(PRIORS)}")
+    elif prior == "vamp" and pseudo_inputs < 1:
+        problems.append(f"pseudo_inputs must be >= 1, got {pseudo_inputs}")
+    if (prior != "normal" or latent_layers != 1) and num_classes:
+        problems.append("the VampPrior and two latent layers are for unconditional VAEs")
+    if (prior != "normal" or latent_layers != 1) and free_bits > 0:
+        problems.append(
+            "free bits need the analytic KL of the one-layer N(0, I) model, "
+            "not the VampPrior or two latent layers"
+        )
+    return problems
+
+
 @keras.saving.register_keras_serializable(package="keras_vae")
 class VAE(keras.Model):
-    """A variational autoencoder with a Bernoulli decoder and N(0, I) prior.
+    """A variational autoencoder with a Bernoulli decoder.
+
+    At the defaults it is the original design: one stochastic layer z with
+    the N(0, I) prior. Two options add structure to the latent side:
+
+    - `prior="vamp"`: the VampPrior (Tomczak & Welling, 2018), p(z) =
+      (1/K) sum_k q(z|u_k), the mixture of the encoder's posteriors of K
+      learned pseudo-inputs u_k (images, `pseudo_inputs` of them, kept in
+      [0, 1] by clipping). For two layers it is the prior of the top one.
+    - `latent_layers=2`: two stochastic layers of `latent_dim` each, the
+      HVAE of Tomczak & Welling (2018): the generative path is
+      p(z2) p(z1|z2) p(x|z1, z2), the inference path q(z2|x) q(z1|x, z2).
+      q(z2|x) is the encoder; q(z1|x, z2) is a second encoder of the same
+      architecture that also sees z2 (joined before its hidden layer, as a
+      conditional VAE's label); p(z1|z2) is a one-hidden-layer Gaussian
+      network (`networks.build_conditional_prior`); the decoder sees
+      z = [z1, z2] (`code_dim` = 2 * `latent_dim`).
+
+    Their KL terms have no closed form: `call` returns the log prior ratio
+    log p(z) - log q(z|x) of each sample, and the KL term is its Monte Carlo
+    estimate (see `losses.objective`). The one-layer N(0, I) model keeps its
+    analytic KL.
 
     At the defaults `fit()` minimizes the negative ELBO, in nats per image:
     `loss = reconstruction_loss + kl_loss`, where `reconstruction_loss` is
@@ -51,6 +106,9 @@ class VAE(keras.Model):
             `beta` over this many training steps.
         free_bits: floor of each latent dimension's KL, in nats.
         iw_samples: samples of z per image; k > 1 trains on the IWAE bound.
+        latent_layers: 1 or 2 stochastic layers (see above).
+        prior: `"normal"` (N(0, I)) or `"vamp"` (the VampPrior).
+        pseudo_inputs: the VampPrior's number of pseudo-inputs K.
         **kwargs: standard `keras.Model` arguments (`name`, ...).
 
     Example:
@@ -83,6 +141,9 @@ class VAE(keras.Model):
         kl_warmup_steps=0,
         free_bits=0.0,
         iw_samples=1,
+        latent_layers=1,
+        prior="normal",
+        pseudo_inputs=500,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -99,6 +160,9 @@ class VAE(keras.Model):
         self.kl_warmup_steps = int(kl_warmup_steps)
         self.free_bits = float(free_bits)
         self.iw_samples = int(iw_samples)
+        self.latent_layers = int(latent_layers)
+        self.prior = prior
+        self.pseudo_inputs = int(pseudo_inputs)
         self._check_objective()
         self.binarization = (
             DynamicBinarization(seed=seed, name="binarization")
@@ -107,7 +171,22 @@ class VAE(keras.Model):
         )
         network = {name: getattr(self, name) for name in NETWORK_SETTINGS}
         self.encoder = build_encoder(**network)
-        self.decoder = build_decoder(**network)
+        self.decoder = build_decoder(**{**network, "latent_dim": self.code_dim})
+        self.encoder_z1 = self.prior_z1 = self.pseudo_images_variable = None
+        if self.latent_layers == 2:
+            # q(z1|x, z2): the encoder's architecture, z2 joined like a label.
+            self.encoder_z1 = renamed(
+                build_encoder(**{**network, "num_classes": self.latent_dim}), "encoder_z1"
+            )
+            self.prior_z1 = build_conditional_prior(self.latent_dim, self.hidden_dim)
+        if self.prior == "vamp":
+            self.pseudo_images_variable = self.add_weight(
+                shape=(self.pseudo_inputs, *self.image_shape),
+                initializer=keras.initializers.RandomNormal(
+                    PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STDDEV, seed=seed
+                ),
+                name="pseudo_inputs",
+            )
         self.sampling = Sampling(seed=seed, name="sampling")
         self.trackers = [keras.metrics.Mean(name=name) for name in LOSS_NAMES]
         # Training steps taken, for the KL warm-up: a variable, so that it
@@ -121,12 +200,65 @@ class VAE(keras.Model):
 
     def _check_objective(self):
         problems = losses.objective_problems(self.beta, self.free_bits, self.iw_samples)
+        problems += latent_problems(
+            self.latent_layers, self.prior, self.pseudo_inputs, self.num_classes, self.free_bits
+        )
         if self.kl_warmup_steps < 0:
             problems.append(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
         if self.num_classes < 0:
             problems.append(f"num_classes must be >= 0, got {self.num_classes}")
         if problems:
             raise ValueError("; ".join(problems))
+
+    @property
+    def code_dim(self):
+        """Size of the decoder's input z: `latent_dim` per stochastic layer."""
+        return self.latent_dim * self.latent_layers
+
+    @property
+    def analytic_kl(self):
+        """True for the one-layer N(0, I) model, whose KL has a closed form."""
+        return self.latent_layers == 1 and self.prior == "normal"
+
+    @property
+    def learned_prior(self):
+        """True when the prior has weights (VampPrior, two layers): it changes
+        as the model trains, so samples of it must be drawn anew."""
+        return self.prior != "normal" or self.latent_layers > 1
+
+    @classmethod
+    def parameter_count(cls, config):
+        """The number of weights of `VAE.from_config(config)`, by arithmetic.
+
+        Nothing is built (see `files.load_model`, which refuses a file whose
+        settings ask for more weights than it holds).
+
+        Args:
+            config: a dict of `VAE` settings, as `get_config` writes them;
+                absent ones take their defaults.
+
+        Returns:
+            An int.
+        """
+        defaults = {
+            name: parameter.default
+            for name, parameter in inspect.signature(cls.__init__).parameters.items()
+            if parameter.default is not inspect.Parameter.empty
+        }
+        settings = {**defaults, **config}
+        network = {name: settings[name] for name in NETWORK_SETTINGS}
+        network["image_shape"] = tuple(int(d) for d in network["image_shape"])
+        network["filters"] = tuple(int(f) for f in network["filters"])
+        layers = int(settings["latent_layers"])
+        latent, hidden = int(network["latent_dim"]), int(network["hidden_dim"])
+        count = encoder_parameter_count(**network)
+        count += decoder_parameter_count(**{**network, "latent_dim": latent * layers})
+        if layers == 2:
+            count += encoder_parameter_count(**{**network, "num_classes": latent})
+            count += conditional_prior_parameter_count(latent, hidden)
+        if settings["prior"] == "vamp":
+            count += int(settings["pseudo_inputs"]) * math.prod(network["image_shape"])
+        return count
 
     @property
     def conditional(self):
@@ -159,9 +291,9 @@ class VAE(keras.Model):
         return self.encoder(inputs, training=training)
 
     def decode_samples(self, z, condition=None, training=False):
-        """Logits `(b, k, *image_shape)` of samples z `(b, k, latent_dim)`."""
+        """Logits `(b, k, *image_shape)` of samples z `(b, k, code_dim)`."""
         samples = ops.shape(z)[1]
-        flat = ops.reshape(z, (-1, self.latent_dim))
+        flat = ops.reshape(z, (-1, self.code_dim))
         inputs = flat
         if condition is not None:
             inputs = [flat, ops.repeat(condition, samples, axis=0)]
@@ -210,10 +342,17 @@ class VAE(keras.Model):
             `logits` (Bernoulli logits of the images), of shapes
             `(b, latent_dim)` and `(b, *image_shape)` for one sample, or
             `(b, k, latent_dim)` and `(b, k, *image_shape)` for k > 1.
+            Without an analytic KL (the VampPrior, two layers) `z` is the
+            decoder's input `[z1, z2]` (`code_dim` wide), `z_mean` and
+            `z_log_var` are those of the top layer's q(z|x), and
+            `log_prior_ratio` `(b,)` or `(b, k)` is log p(z) - log q(z|x) of
+            each sample.
         """
         images, condition = self._split_inputs(inputs)
         if self.binarization is not None:
             images = self.binarization(images, training=training)
+        if not self.analytic_kl:
+            return self._monte_carlo_call(images, training)
         z_mean, z_log_var = self.encode_tensors(images, condition, training)
         if self.iw_samples == 1:
             z = self.sampling([z_mean, z_log_var])
@@ -229,6 +368,132 @@ class VAE(keras.Model):
             "z": z,
             "logits": logits,
         }
+
+    def _monte_carlo_call(self, images, training):
+        """`call` for the models whose KL the objective estimates by sampling."""
+        z, log_prior_ratio, top_mean, top_log_var = self.sample_latents(
+            images, self.iw_samples, training=training
+        )
+        logits = self.decode_samples(z, training=training)
+        if self.iw_samples == 1:  # drop the sample axis, as the analytic path does
+            z, logits, log_prior_ratio = z[:, 0], logits[:, 0], log_prior_ratio[:, 0]
+        return {
+            "targets": images,
+            "z_mean": top_mean,
+            "z_log_var": top_log_var,
+            "z": z,
+            "logits": logits,
+            "log_prior_ratio": log_prior_ratio,
+        }
+
+    # The latent side -------------------------------------------------------
+
+    def _draw(self, mean, log_var, epsilon):
+        """mean + std * epsilon; the sampling layer draws epsilon when None."""
+        if epsilon is None:
+            return self.sampling([mean, log_var])
+        return mean + ops.exp(0.5 * log_var) * epsilon
+
+    def pseudo_images(self):
+        """The VampPrior's pseudo-inputs as images, `(K, *image_shape)`, in [0, 1]."""
+        return ops.clip(self.pseudo_images_variable, 0.0, 1.0)
+
+    def prior_components(self, training=False):
+        """The VampPrior's components q(z|u_k): `(means, log_vars)`, each `(K, latent_dim)`."""
+        return self.encoder(self.pseudo_images(), training=training)
+
+    def top_prior_log_density(self, z, training=False):
+        """log p(z) of the top stochastic layer: N(0, I) or the VampPrior."""
+        if self.prior == "vamp":
+            return losses.mixture_log_density(z, *self.prior_components(training))
+        return losses.standard_normal_log_density(z)
+
+    def sample_latents(self, images, samples, epsilon=None, training=False):
+        """Draws `samples` latent vectors per image from q and weighs them.
+
+        For one layer z ~ q(z|x); for two, z2 ~ q(z2|x), then z1 ~ q(z1|x, z2).
+
+        Args:
+            images: `(b, *image_shape)`.
+            samples: k, the samples per image.
+            epsilon: optional standard normal noise `(b, k, code_dim)` (the
+                top layer's in its last `latent_dim` entries); by default
+                the sampling layer draws it.
+            training: passed to the networks.
+
+        Returns:
+            `(z, log_prior_ratio, top_mean, top_log_var)`: the decoder's
+            inputs `(b, k, code_dim)` (z1 first, then z2), log p(z) - log
+            q(z|x) of each `(b, k)`, and the top layer's posterior `(b,
+            latent_dim)`.
+        """
+        d = self.latent_dim
+        top_mean, top_log_var = self.encoder(images, training=training)
+        top_eps = None if epsilon is None else epsilon[..., self.code_dim - d :]
+        mean, log_var = self._samples_of(top_mean, samples), self._samples_of(top_log_var, samples)
+        z_top = self._draw(mean, log_var, top_eps)  # (b, k, d)
+        log_q = losses.gaussian_log_density(z_top, mean, log_var)
+        log_p = self.top_prior_log_density(z_top, training)
+        if self.latent_layers == 1:
+            return z_top, log_p - log_q, top_mean, top_log_var
+        batch = ops.shape(top_mean)[0]
+        flat_top = ops.reshape(z_top, (-1, d))
+        repeated = ops.repeat(images, samples, axis=0)  # image-major, as the reshape
+        mean1, log_var1 = self.encoder_z1([repeated, flat_top], training=training)
+        bottom_eps = None if epsilon is None else ops.reshape(epsilon[..., :d], (-1, d))
+        z1 = self._draw(mean1, log_var1, bottom_eps)
+        prior_mean1, prior_log_var1 = self.prior_z1(flat_top, training=training)
+        log_ratio1 = losses.gaussian_log_density(
+            z1, prior_mean1, prior_log_var1
+        ) - losses.gaussian_log_density(z1, mean1, log_var1)
+        log_ratio = log_p - log_q + ops.reshape(log_ratio1, (batch, samples))
+        z = ops.reshape(ops.concatenate([z1, flat_top], axis=-1), (batch, samples, self.code_dim))
+        return z, log_ratio, top_mean, top_log_var
+
+    def _samples_of(self, tensor, samples):
+        """`(b, d)` -> `(b, samples, d)`, repeating each row."""
+        return ops.repeat(tensor[:, None, :], samples, axis=1)
+
+    def posterior_tensors(self, images, condition=None, training=False):
+        """The posterior of the decoder's input z given images: `(mean, log_var)`.
+
+        One layer: q(z|x). Two layers: z = [z1, z2] with q(z2|x), and
+        q(z1|x, z2) at z2's posterior mean (what `encode`, the pictures and
+        the exported encoder use). Works on tensors and on Keras inputs.
+        """
+        mean, log_var = self.encode_tensors(images, condition, training)
+        if self.latent_layers == 1:
+            return mean, log_var
+        mean1, log_var1 = self.encoder_z1([images, mean], training=training)
+        return (
+            ops.concatenate([mean1, mean], axis=-1),
+            ops.concatenate([log_var1, log_var], axis=-1),
+        )
+
+    def importance_terms(self, images, epsilon, condition=None):
+        """The terms of the importance weights of given noise, for `evaluation`.
+
+        Args:
+            images: `(b, *image_shape)`, binary pixels for a likelihood.
+            epsilon: standard normal noise `(b, k, code_dim)`.
+            condition: one-hot labels `(b, num_classes)` (conditional VAE).
+
+        Returns:
+            `(log p(x|z_i), log p(z_i) - log q(z_i|x), kl)`: `(b, k)`, `(b, k)`
+            and the KL term of each image `(b,)`, analytic for the one-layer
+            N(0, I) model, else the mean over these k samples.
+        """
+        if self.analytic_kl:
+            z_mean, z_log_var = self.encode_tensors(images, condition)
+            z = z_mean[:, None, :] + ops.exp(0.5 * z_log_var[:, None, :]) * epsilon
+            logits = self.decode_samples(z, condition)
+            log_px_given_z, log_prior_ratio = losses.importance_log_terms(
+                images, logits, z, z_mean, z_log_var
+            )
+            return log_px_given_z, log_prior_ratio, losses.kl_divergence(z_mean, z_log_var)
+        z, log_prior_ratio, _, _ = self.sample_latents(images, ops.shape(epsilon)[1], epsilon)
+        log_px_given_z = -losses.reconstruction_loss(images[:, None], self.decode_samples(z))
+        return log_px_given_z, log_prior_ratio, -ops.mean(log_prior_ratio, axis=1)
 
     # The objective ---------------------------------------------------------
 
@@ -286,7 +551,7 @@ class VAE(keras.Model):
         return np.eye(self.num_classes, dtype="float32")[labels]
 
     def encode(self, images, labels=None, batch_size=512):
-        """The posterior q(z|x) (or q(z|x, y)) of each image.
+        """The posterior of the decoder's input z given each image.
 
         Args:
             images: array of shape `(n, *image_shape)`, pixels in [0, 1].
@@ -294,18 +559,31 @@ class VAE(keras.Model):
             batch_size: images per forward pass.
 
         Returns:
-            A pair of NumPy arrays `(z_mean, z_log_var)`, each `(n, latent_dim)`.
+            A pair of NumPy arrays `(z_mean, z_log_var)`, each `(n, code_dim)`:
+            q(z|x) (or q(z|x, y)); for two layers, `[z1, z2]` as
+            `posterior_tensors` says.
         """
         condition = self.one_hot(labels, len(images))
         inputs = images if condition is None else [images, condition]
-        z_mean, z_log_var = self.encoder.predict(inputs, batch_size=batch_size, verbose=0)
+        network = self.encoder if self.latent_layers == 1 else self.posterior_network()
+        z_mean, z_log_var = network.predict(inputs, batch_size=batch_size, verbose=0)
         return np.asarray(z_mean), np.asarray(z_log_var)
+
+    def posterior_network(self):
+        """A functional model, images -> `posterior_tensors` (shares the weights)."""
+        images = keras.Input(self.image_shape, name="image")
+        inputs = [images]
+        if self.conditional:
+            inputs.append(keras.Input((self.num_classes,), name="label"))
+        condition = inputs[1] if self.conditional else None
+        outputs = self.posterior_tensors(images, condition)
+        return keras.Model(inputs if self.conditional else images, list(outputs), name="posterior")
 
     def decode(self, z, labels=None, batch_size=512):
         """Pixel probabilities p(x|z) (or p(x|z, y)) for each latent vector.
 
         Args:
-            z: array of shape `(n, latent_dim)`.
+            z: array of shape `(n, code_dim)` (`latent_dim` for one layer).
             labels: integer labels, `(n,)` or one for all, for a conditional
                 VAE only.
             batch_size: vectors per forward pass.
@@ -314,6 +592,8 @@ class VAE(keras.Model):
             A NumPy array of shape `(n, *image_shape)` with values in [0, 1].
         """
         z = np.asarray(z, dtype="float32")
+        if z.ndim != 2 or z.shape[1] != self.code_dim:
+            raise ValueError(f"z must have shape (n, {self.code_dim}), got {z.shape}")
         condition = self.one_hot(labels, len(z))
         inputs = z if condition is None else [z, condition]
         logits = self.decoder.predict(inputs, batch_size=batch_size, verbose=0)
@@ -325,16 +605,30 @@ class VAE(keras.Model):
         return self.decode(z_mean, labels, batch_size=batch_size)
 
     def sample_prior(self, num, seed=0):
-        """Draws `num` vectors from the prior N(0, I) with NumPy's generator.
+        """Draws `num` vectors z from the prior, with NumPy's generator.
 
-        NumPy (not the backend's generator) makes the draw, so the same seed
-        gives the same z on every backend.
+        N(0, I); the VampPrior picks a pseudo-input's component uniformly and
+        draws from it; two layers draw z2 from its prior, then z1 from
+        p(z1|z2). NumPy (not the backend's generator) makes every draw, so
+        the same model and seed give the same z on every backend.
 
         Returns:
-            A float32 NumPy array of shape `(num, latent_dim)`.
+            A float32 NumPy array of shape `(num, code_dim)`.
         """
         rng = np.random.default_rng(seed)
-        return rng.standard_normal((num, self.latent_dim)).astype("float32")
+        d = self.latent_dim
+        if self.prior == "vamp":
+            means, log_vars = (ops.convert_to_numpy(t) for t in self.prior_components())
+            chosen = rng.integers(len(means), size=num)
+            noise = rng.standard_normal((num, d)).astype("float32")
+            z = means[chosen] + np.exp(0.5 * log_vars[chosen]) * noise
+        else:
+            z = rng.standard_normal((num, d)).astype("float32")
+        if self.latent_layers == 2:
+            means, log_vars = (np.asarray(t) for t in self.prior_z1.predict(z, verbose=0))
+            z1 = means + np.exp(0.5 * log_vars) * rng.standard_normal((num, d)).astype("float32")
+            z = np.concatenate([z1, z], axis=1)
+        return np.asarray(z, dtype="float32")
 
     def generate(self, num, seed=0, labels=None):
         """Generates `num` images: z from the prior, decoded to probabilities.

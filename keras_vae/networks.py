@@ -53,48 +53,88 @@ def check_architecture(architecture, filters, blocks, image_shape=IMAGE_SHAPE):
         raise ValueError(f"blocks must be > 0 for the resnet, got {blocks}")
 
 
-def parameter_count(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
+def _dense(inputs, units):
+    return inputs * units + units
+
+
+def _conv(channels_in, channels_out):  # 3x3 kernels, Conv2D or Conv2DTranspose
+    return 9 * channels_in * channels_out + channels_out
+
+
+def encoder_parameter_count(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
+    """The number of weights of `build_encoder` with these settings, by arithmetic."""
+    height, width, channels = image_shape
+    count = 2 * _dense(hidden_dim, latent_dim)
+    if architecture == "mlp":
+        return count + _dense(height * width * channels + num_classes, hidden_dim)
+    residual = 2 * blocks if architecture == "resnet" else 0
+    previous = channels
+    for stage_channels in filters:
+        count += _conv(previous, stage_channels) + residual * _conv(stage_channels, stage_channels)
+        previous = stage_channels
+    cells = (height // 2 ** len(filters)) * (width // 2 ** len(filters))
+    return count + _dense(cells * filters[-1] + num_classes, hidden_dim)
+
+
+def decoder_parameter_count(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
+    """The number of weights of `build_decoder` with these settings, by arithmetic."""
+    height, width, channels = image_shape
+    count = _dense(latent_dim + num_classes, hidden_dim)
+    if architecture == "mlp":
+        return count + _dense(hidden_dim, height * width * channels)
+    residual = 2 * blocks if architecture == "resnet" else 0
+    cells = (height // 2 ** len(filters)) * (width // 2 ** len(filters))
+    count += _dense(hidden_dim, cells * filters[-1])
+    current = filters[-1]
+    for stage in reversed(range(len(filters))):
+        upsampled = filters[max(stage - 1, 0)]
+        count += residual * _conv(current, current) + _conv(current, upsampled)
+        current = upsampled
+    return count + _conv(current, channels)
+
+
+def parameter_count(**settings):
     """The number of weights of `build_encoder` plus `build_decoder`, by arithmetic.
 
-    Nothing is built: `files.load_model` uses it to refuse a model file whose
-    settings ask for more weights than the file holds, before allocating any.
-    The tests check it against `count_params()` of the built networks.
+    Nothing is built: `files.load_model` uses it (through
+    `VAE.parameter_count`) to refuse a model file whose settings ask for more
+    weights than the file holds, before allocating any. The tests check it
+    against `count_params()` of the built networks.
 
     Args:
-        the builders' (see `build_encoder`), all given.
+        the builders' (see `build_encoder`), all given, by keyword.
 
     Returns:
         An int.
     """
+    return encoder_parameter_count(**settings) + decoder_parameter_count(**settings)
 
-    def dense(inputs, units):
-        return inputs * units + units
 
-    def conv(channels_in, channels_out):  # 3x3 kernels, Conv2D or Conv2DTranspose
-        return 9 * channels_in * channels_out + channels_out
+def conditional_prior_parameter_count(latent_dim, hidden_dim):
+    """The number of weights of `build_conditional_prior`."""
+    return _dense(latent_dim, hidden_dim) + 2 * _dense(hidden_dim, latent_dim)
 
-    height, width, channels = image_shape
-    pixels = height * width * channels
-    encoder = 2 * dense(hidden_dim, latent_dim)
-    decoder = dense(latent_dim + num_classes, hidden_dim)
-    if architecture == "mlp":
-        encoder += dense(pixels + num_classes, hidden_dim)
-        return encoder + decoder + dense(hidden_dim, pixels)
-    residual = 2 * blocks if architecture == "resnet" else 0
-    previous = channels
-    for stage_channels in filters:
-        encoder += conv(previous, stage_channels) + residual * conv(stage_channels, stage_channels)
-        previous = stage_channels
-    scale = 2 ** len(filters)
-    cells = (height // scale) * (width // scale)
-    encoder += dense(cells * filters[-1] + num_classes, hidden_dim)
-    decoder += dense(hidden_dim, cells * filters[-1])
-    current = filters[-1]
-    for stage in reversed(range(len(filters))):
-        upsampled = filters[max(stage - 1, 0)]
-        decoder += residual * conv(current, current) + conv(current, upsampled)
-        current = upsampled
-    return encoder + decoder + conv(current, channels)
+
+def build_conditional_prior(latent_dim=20, hidden_dim=512):
+    """Builds p(z1|z2) of a two-layer VAE: a diagonal Gaussian given z2.
+
+    z2 -> Dense `hidden_dim` (ReLU) -> (mean, log-variance) of z1, the same
+    shape as the encoder's head.
+
+    Returns:
+        A `keras.Model` mapping z2 `(batch, latent_dim)` to `[z1_mean,
+        z1_log_var]`, each `(batch, latent_dim)`.
+    """
+    z2 = keras.Input(shape=(latent_dim,), name="z2")
+    x = layers.Dense(hidden_dim, activation="relu", name="hidden")(z2)
+    mean = layers.Dense(latent_dim, name="z1_mean")(x)
+    log_var = layers.Dense(latent_dim, name="z1_log_var")(x)
+    return keras.Model(z2, [mean, log_var], name="prior_z1")
+
+
+def renamed(network, name):
+    """The same functional network (sharing its layers) under another name."""
+    return keras.Model(network.inputs, network.outputs, name=name)
 
 
 def residual_block(x, name):

@@ -22,7 +22,7 @@ import numpy as np
 from keras_vae import callbacks, data, evaluation, files, losses, visualize
 from keras_vae.backend import import_tensorflow_quietly, list_devices
 from keras_vae.errors import UserError
-from keras_vae.model import VAE
+from keras_vae.model import LATENT_LAYERS, PRIORS, VAE, latent_problems
 from keras_vae.networks import ARCHITECTURES, check_architecture
 from keras_vae.run_folder import RunFolder
 
@@ -97,6 +97,13 @@ class TrainConfig:
         0.0, "floor of each latent dimension's KL, in nats (Kingma et al. 2016; 0: off)", model=True)
     iw_samples: int = setting(
         1, "samples of z per image; K > 1 trains on the IWAE bound (Burda et al.), 1 is the VAE", model=True)
+    latent_layers: int = setting(
+        1, "stochastic layers: 1, or 2 (z1, z2: the HVAE of Tomczak & Welling 2018, "
+        "p(z2) p(z1|z2) p(x|z1,z2) with q(z2|x) q(z1|x,z2))", choices=LATENT_LAYERS, model=True)
+    prior: str = setting(
+        "normal", "normal (N(0, I)) or vamp (the VampPrior: a mixture of the posteriors "
+        "of learned pseudo-inputs, Tomczak & Welling 2018)", choices=PRIORS, model=True)
+    pseudo_inputs: int = setting(500, "the VampPrior's pseudo-inputs K", metavar="K", model=True)
     learning_rate: float = setting(1e-3, "Adam learning rate")
     lr_schedule: str = setting(
         "constant", "constant, or cosine decay to 1%% of the learning rate over the run",
@@ -159,6 +166,10 @@ class TrainConfig:
         except ValueError as error:
             problems.append(str(error))
         problems += losses.objective_problems(self.beta, self.free_bits, self.iw_samples)
+        problems += latent_problems(
+            self.latent_layers, self.prior, self.pseudo_inputs,
+            data.NUM_CLASSES if self.conditional else 0, self.free_bits,
+        )
         if not self.kl_warmup_epochs >= 0:
             problems.append(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
         if self.conditional and self.dataset == "binarized_mnist":
@@ -316,7 +327,8 @@ def epoch_callbacks(model, config, run, dataset, rows):
         sample_z, sample_labels = model.class_grid_inputs(grid_cols, seed=config.seed)
     else:
         grid_rows = grid_cols = sample_labels = None
-        sample_z = model.sample_prior(NUM_SAMPLES, seed=config.seed)
+        # A learned prior is sampled anew each epoch (with the same seed).
+        sample_z = NUM_SAMPLES if model.learned_prior else model.sample_prior(NUM_SAMPLES, seed=config.seed)
     history = callbacks.HistoryCSV(run.history, rows)
     divergence = callbacks.StopOnNaN()
     best_so_far = min((r["val_loss"] for r in rows if "val_loss" in r), default=math.inf)
@@ -325,7 +337,9 @@ def epoch_callbacks(model, config, run, dataset, rows):
         callbacks.EpochTimer(),
         history,
         callbacks.BestModelCheckpoint(run.best_model, best=best_so_far),
-        callbacks.SampleGrid(sample_z, run.samples, grid_rows, grid_cols, sample_labels),
+        callbacks.SampleGrid(
+            sample_z, run.samples, grid_rows, grid_cols, sample_labels, seed=config.seed
+        ),
         callbacks.ReconstructionGrid(images[chosen], run.reconstructions, labels),
     ]
     if config.tensorboard:
