@@ -286,14 +286,19 @@ def one_per_class(labels, num_classes=10):
     return found or list(range(min(num_classes, len(labels))))
 
 
-def build_model(config, steps_per_epoch):
-    """The `VAE` that `config` describes, for `steps_per_epoch` training steps."""
-    return VAE(
+def build_model_settings(config, steps_per_epoch=0):
+    """The `VAE` settings that `config` describes, for `steps_per_epoch` training steps."""
+    return dict(
         **config.model_settings(),
         dynamic_binarization=config.binarize == "dynamic",
         num_classes=data.NUM_CLASSES if config.conditional else 0,
         kl_warmup_steps=round(config.kl_warmup_epochs * steps_per_epoch),
     )
+
+
+def build_model(config, steps_per_epoch):
+    """The `VAE` that `config` describes, for `steps_per_epoch` training steps."""
+    return VAE(**build_model_settings(config, steps_per_epoch))
 
 
 def model_inputs(model, images, labels):
