@@ -71,6 +71,8 @@ VALIDATION_BINARIZATION_SEED = 2
 SPLITS = ("train", "validation", "test")
 #: binarized_mnist's own validation split (Larochelle & Murray).
 BINARIZED_MNIST_VALIDATION = 10_000
+#: Images in each dataset's train split.
+TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "binarized_mnist": 50_000}
 
 # TFDS downloads MNIST from here; checked first so that an offline machine
 # gets an answer in seconds instead of minutes of retries.
@@ -246,6 +248,11 @@ def check_validation_split(name, validation_split):
             f"binarized_mnist comes with its own {BINARIZED_MNIST_VALIDATION} validation "
             f"images: give --validation-split {BINARIZED_MNIST_VALIDATION} or 0, not "
             f"{validation_split}"
+        )
+    if name in TRAIN_SIZES and name != "binarized_mnist" and validation_split >= TRAIN_SIZES[name]:
+        return (
+            f"validation_split {validation_split} leaves no training image: the {name} "
+            f"train split has {TRAIN_SIZES[name]}"
         )
     return None
 

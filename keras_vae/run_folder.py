@@ -15,13 +15,18 @@ training all find its files through `RunFolder`:
                          reconstructions, training curves, samples.gif
     logs/                TensorBoard logs (with `--tensorboard`)
     backup/              the resume checkpoint, while the run is unfinished
+    .lock                the process writing the run, while it runs
 
 A run is finished when `metrics.json` is written and `backup/` is gone.
 """
 
+import contextlib
 import csv
+import datetime
 import io
 import json
+import os
+import socket
 from pathlib import Path
 
 from keras_vae import files
@@ -60,6 +65,7 @@ class RunFolder:
         self.figures = self.path / "figures"
         self.logs = self.path / "logs"
         self.backup = self.path / "backup"
+        self.lock_file = self.path / ".lock"
 
     @classmethod
     def of_model(cls, model_path):
@@ -74,6 +80,66 @@ class RunFolder:
         if self.path.exists() and not self.path.is_dir():
             raise UserError(f"--output-dir {self.path} exists and is not a folder")
         return self
+
+    @contextlib.contextmanager
+    def lock(self):
+        """Holds the folder for this process while the block runs.
+
+        A second training process launched into the same folder is refused,
+        naming the process that holds it. A lock left by a process that no
+        longer runs (killed, or its machine rebooted) is stale and is taken
+        over. The lock is a file, `.lock`, created atomically (`O_EXCL`),
+        holding the host name, process id and start time; it is removed when
+        the block ends, however it ends.
+
+        Raises:
+            UserError: a live process holds the folder, or one on another
+                host whose liveness cannot be checked from here.
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        owner = {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "started": datetime.datetime.now().isoformat(timespec="seconds"),
+        }
+        for _ in range(2):  # a second try after removing a stale lock
+            try:
+                descriptor = os.open(self.lock_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                self._check_stale_lock()
+                continue
+            with os.fdopen(descriptor, "w") as handle:
+                json.dump(owner, handle)
+            break
+        else:
+            raise UserError(f"{self.path} is locked by another process; try again")
+        try:
+            yield self
+        finally:
+            with contextlib.suppress(OSError):
+                if json.loads(self.lock_file.read_text()).get("pid") == owner["pid"]:
+                    self.lock_file.unlink()
+
+    def _check_stale_lock(self):
+        """Removes a lock whose process is gone; raises `UserError` for a live one."""
+        try:
+            holder = json.loads(self.lock_file.read_text())
+            host, pid = holder["host"], int(holder["pid"])
+        except (OSError, ValueError, KeyError, TypeError):
+            holder, host, pid = {}, None, None  # unreadable: a writer killed mid-write
+        if host is not None and host != socket.gethostname():
+            raise UserError(
+                f"{self.path} is being written by process {pid} on host {host} (since "
+                f"{holder.get('started')}); if that process is gone, delete {self.lock_file}"
+            )
+        if pid is not None and _process_alive(pid):
+            raise UserError(
+                f"{self.path} is being written by another training process (pid {pid}, "
+                f"since {holder.get('started')}); wait for it, or choose another --output-dir"
+            )
+        print(f"Taking over {self.lock_file}: its process ({pid}) no longer runs.", flush=True)
+        with contextlib.suppress(FileNotFoundError):
+            self.lock_file.unlink()
 
     def holds_run(self):
         """True once a run has written its settings here."""
@@ -123,6 +189,19 @@ class RunFolder:
     def sample_grids(self):
         """The per-epoch sample grids, in epoch order."""
         return sorted(self.samples.glob("epoch_*.png"))
+
+
+def _process_alive(pid):
+    """True if a process with this id runs on this host."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it exists, owned by another user
+        return True
+    return True
 
 
 def epoch_filename(epoch):

@@ -366,8 +366,9 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         The dict written to `metrics.json`.
 
     Raises:
-        UserError: bad output folder, the data cannot be had, or training
-            diverged (the files of the last good epoch are kept).
+        UserError: bad output folder, another process training into it, the
+            data cannot be had, or training diverged (the files of the last
+            good epoch are kept).
     """
     run = check_can_continue(config, RunFolder(output_dir))
     if keras.backend.backend() == "torch" and config.steps_per_execution != 1:
@@ -386,7 +387,13 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         validation_split=config.validation_split,
         num_validation=config.num_test,
     )
-    run.path.mkdir(parents=True, exist_ok=True)
+    with run.lock():  # one training process per run folder
+        check_can_continue(config, run)  # again: another process may have run meanwhile
+        return _train_in(run, config, dataset, verbose)
+
+
+def _train_in(run, config, dataset, verbose):
+    """`train_and_evaluate`'s work, in the locked run folder."""
     files.remove_stale_temporaries(run.path)  # from a run killed mid-write
     run.write_config(dataclasses.asdict(config), environment())
 

@@ -324,3 +324,56 @@ def test_resume_checks_the_settings_it_may_change(tmp_path):
         run_script("train.py", "--resume", run.path, "--steps-per-execution", "0"),
         "steps_per_execution must be > 0",
     )
+
+
+# One process per run folder --------------------------------------------------
+
+
+def write_lock(folder, pid, host=None):
+    import socket
+
+    folder.mkdir(parents=True, exist_ok=True)
+    holder = {"host": host or socket.gethostname(), "pid": pid, "started": "2026-11-25T08:00:00"}
+    (folder / ".lock").write_text(json.dumps(holder))
+
+
+def test_a_run_folder_another_live_process_writes_is_refused(tmp_path):
+    folder = tmp_path / "run"
+    holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    try:
+        write_lock(folder, holder.pid)
+        result = run_script("train.py", "--epochs", "1", "--output-dir", folder, *TINY_RUN)
+        one_error_line(result, "being written by another training process", f"pid {holder.pid}")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert sorted(p.name for p in folder.iterdir()) == [".lock"]  # nothing written
+
+
+def test_a_lock_from_another_host_is_refused_with_what_to_do(tmp_path):
+    folder = tmp_path / "run"
+    write_lock(folder, 12345, host="gpu-node-7")
+    result = run_script("train.py", "--epochs", "1", "--output-dir", folder, *TINY_RUN)
+    one_error_line(result, "process 12345 on host gpu-node-7", "delete")
+
+
+def test_a_stale_lock_of_a_killed_run_is_taken_over_and_released(tmp_path):
+    folder = tmp_path / "run"
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    write_lock(folder, gone.pid)
+    result = run_script("train.py", "--epochs", "1", "--output-dir", folder, *TINY_RUN)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"Taking over {folder / '.lock'}" in result.stdout
+    assert (folder / "metrics.json").is_file() and not (folder / ".lock").exists()
+
+
+def test_the_lock_is_released_when_the_run_fails(tmp_path):
+    folder = run_folder.RunFolder(tmp_path / "run")
+    with pytest.raises(RuntimeError):
+        with folder.lock():
+            assert json.loads(folder.lock_file.read_text())["pid"] == os.getpid()
+            raise RuntimeError("training failed")
+    assert not folder.lock_file.exists()
+    with folder.lock():  # and can be taken again
+        pass

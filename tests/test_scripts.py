@@ -238,6 +238,9 @@ def test_train_offline_without_data_says_how_to_provide_it(tmp_path):
         (["--dataset", "cifar"], "invalid choice: 'cifar'"),
         (["--binarize", "sometimes"], "invalid choice: 'sometimes'"),
         (["--iw-samples", "5", "--free-bits", "0.5"], "free bits apply to the VAE objective"),
+        (["--validation-split", "60000"], "leaves no training image"),
+        (["--prior", "vamp", "--conditional"], "for unconditional VAEs"),
+        (["--latent-layers", "3"], "invalid choice: 3"),
     ],
 )
 def test_train_rejects_bad_flags(flags, message):
