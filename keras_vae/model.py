@@ -30,6 +30,18 @@ PSEUDO_INPUT_MEAN, PSEUDO_INPUT_STDDEV = 0.05, 0.01
 NETWORK_SETTINGS = tuple(inspect.signature(build_encoder).parameters)
 
 
+def _float32(outputs):
+    """A network's output tensor(s) in float32.
+
+    Under a mixed dtype policy (`mixed_bfloat16`, `mixed_float16`) the
+    networks compute in 16 bits; the objective, the densities and the
+    likelihood are computed from their outputs in float32.
+    """
+    if isinstance(outputs, (list, tuple)):
+        return [ops.cast(tensor, "float32") for tensor in outputs]
+    return ops.cast(outputs, "float32")
+
+
 def latent_problems(latent_layers=1, prior="normal", pseudo_inputs=500, num_classes=0, free_bits=0.0):
     """What is wrong with these latent settings: a list of messages."""
     problems = []
@@ -146,6 +158,10 @@ class VAE(keras.Model):
         pseudo_inputs=500,
         **kwargs,
     ):
+        # Under a mixed dtype policy the networks cast their own inputs to 16
+        # bits; the model itself keeps its inputs (the images the objective
+        # compares with) and its variables (pseudo-inputs, warm-up) in float32.
+        kwargs.setdefault("autocast", False)
         super().__init__(**kwargs)
         self.latent_dim = int(latent_dim)
         self.hidden_dim = int(hidden_dim)
@@ -165,7 +181,7 @@ class VAE(keras.Model):
         self.pseudo_inputs = int(pseudo_inputs)
         self._check_objective()
         self.binarization = (
-            DynamicBinarization(seed=seed, name="binarization")
+            DynamicBinarization(seed=seed, name="binarization", dtype="float32")
             if self.dynamic_binarization
             else None
         )
@@ -187,7 +203,7 @@ class VAE(keras.Model):
                 ),
                 name="pseudo_inputs",
             )
-        self.sampling = Sampling(seed=seed, name="sampling")
+        self.sampling = Sampling(seed=seed, name="sampling", dtype="float32")
         self.trackers = [keras.metrics.Mean(name=name) for name in LOSS_NAMES]
         # Training steps taken, for the KL warm-up: a variable, so that it
         # advances inside compiled steps and is saved with the model.
@@ -288,7 +304,7 @@ class VAE(keras.Model):
     def encode_tensors(self, images, condition=None, training=False):
         """`[z_mean, z_log_var]` of images (tensors), given one-hot labels."""
         inputs = images if condition is None else [images, condition]
-        return self.encoder(inputs, training=training)
+        return _float32(self.encoder(inputs, training=training))
 
     def decode_samples(self, z, condition=None, training=False):
         """Logits `(b, k, *image_shape)` of samples z `(b, k, code_dim)`."""
@@ -297,7 +313,7 @@ class VAE(keras.Model):
         inputs = flat
         if condition is not None:
             inputs = [flat, ops.repeat(condition, samples, axis=0)]
-        logits = self.decoder(inputs, training=training)
+        logits = _float32(self.decoder(inputs, training=training))
         return ops.reshape(logits, (-1, samples, *self.image_shape))
 
     def _per_sample(self, tensor):
@@ -357,7 +373,7 @@ class VAE(keras.Model):
         if self.iw_samples == 1:
             z = self.sampling([z_mean, z_log_var])
             decoder_inputs = z if condition is None else [z, condition]
-            logits = self.decoder(decoder_inputs, training=training)
+            logits = _float32(self.decoder(decoder_inputs, training=training))
         else:  # k samples per image: (b, k, latent_dim)
             z = self.sampling([self._per_sample(z_mean), self._per_sample(z_log_var)])
             logits = self.decode_samples(z, condition, training)
@@ -400,7 +416,7 @@ class VAE(keras.Model):
 
     def prior_components(self, training=False):
         """The VampPrior's components q(z|u_k): `(means, log_vars)`, each `(K, latent_dim)`."""
-        return self.encoder(self.pseudo_images(), training=training)
+        return _float32(self.encoder(self.pseudo_images(), training=training))
 
     def top_prior_log_density(self, z, training=False):
         """log p(z) of the top stochastic layer: N(0, I) or the VampPrior."""
@@ -428,7 +444,7 @@ class VAE(keras.Model):
             latent_dim)`.
         """
         d = self.latent_dim
-        top_mean, top_log_var = self.encoder(images, training=training)
+        top_mean, top_log_var = self.encode_tensors(images, training=training)
         top_eps = None if epsilon is None else epsilon[..., self.code_dim - d :]
         mean, log_var = self._samples_of(top_mean, samples), self._samples_of(top_log_var, samples)
         z_top = self._draw(mean, log_var, top_eps)  # (b, k, d)
@@ -439,10 +455,10 @@ class VAE(keras.Model):
         batch = ops.shape(top_mean)[0]
         flat_top = ops.reshape(z_top, (-1, d))
         repeated = ops.repeat(images, samples, axis=0)  # image-major, as the reshape
-        mean1, log_var1 = self.encoder_z1([repeated, flat_top], training=training)
+        mean1, log_var1 = _float32(self.encoder_z1([repeated, flat_top], training=training))
         bottom_eps = None if epsilon is None else ops.reshape(epsilon[..., :d], (-1, d))
         z1 = self._draw(mean1, log_var1, bottom_eps)
-        prior_mean1, prior_log_var1 = self.prior_z1(flat_top, training=training)
+        prior_mean1, prior_log_var1 = _float32(self.prior_z1(flat_top, training=training))
         log_ratio1 = losses.gaussian_log_density(
             z1, prior_mean1, prior_log_var1
         ) - losses.gaussian_log_density(z1, mean1, log_var1)
@@ -464,7 +480,7 @@ class VAE(keras.Model):
         mean, log_var = self.encode_tensors(images, condition, training)
         if self.latent_layers == 1:
             return mean, log_var
-        mean1, log_var1 = self.encoder_z1([images, mean], training=training)
+        mean1, log_var1 = _float32(self.encoder_z1([images, mean], training=training))
         return (
             ops.concatenate([mean1, mean], axis=-1),
             ops.concatenate([log_var1, log_var], axis=-1),
@@ -676,3 +692,18 @@ class VAE(keras.Model):
             value = getattr(self, name)
             config[name] = list(value) if isinstance(value, tuple) else value
         return config
+
+
+def fresh_copy(model):
+    """A copy of a `VAE`: its settings, weights and seed states, uncompiled.
+
+    Built under the current dtype policy (float32 unless set otherwise), so
+    it also turns a model trained under a mixed policy into a float32 one.
+    Saved, it holds no optimizer state.
+    """
+    copy = VAE.from_config(model.get_config())
+    for target, source in zip(copy.variables, model.variables, strict=True):
+        # Through NumPy: the copy owns its buffers (JAX donates buffers to
+        # compiled functions, so two models must never share one).
+        target.assign(ops.convert_to_numpy(source).astype(target.dtype))
+    return copy

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from keras_vae import data, evaluation, files
 from keras_vae.errors import UserError
-from keras_vae.model import VAE
+from keras_vae.model import VAE, fresh_copy
 from keras_vae.run_folder import RunFolder
 
 #: The folder of the pretrained models: `pretrained/` beside the package.
@@ -124,10 +124,7 @@ def without_optimizer(model):
     Saved, it holds no optimizer state: a third of the size of a training
     checkpoint for Adam.
     """
-    fresh = VAE.from_config(model.get_config())
-    for target, source in zip(fresh.variables, model.variables, strict=True):
-        target.assign(source)
-    return fresh
+    return fresh_copy(model)
 
 
 def store_half_precision(path):

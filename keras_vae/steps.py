@@ -5,7 +5,10 @@ take a gradient differs by backend (see the keras.io guides "Customizing what
 happens in fit()"): TensorFlow records a `GradientTape`, PyTorch runs autograd
 on the loss, and JAX needs a pure function of the variables, so its steps take
 and return the model's `state`. Only that part is written per backend; the
-loss comes from `VAE.compute_losses` / `losses.objective` in every case.
+loss comes from `VAE.compute_losses` / `losses.objective` in every case, and
+each step scales it with `optimizer.scale_loss` before the gradient, as
+Keras's own steps do (a no-op but under the `mixed_float16` policy, whose
+`LossScaleOptimizer` unscales the gradients again).
 """
 
 import keras
@@ -45,7 +48,7 @@ def tensorflow_train_step(model, data):
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
     with tf.GradientTape() as tape:
         losses = _training_losses(model, inputs)
-        loss = losses["loss"] / replicas
+        loss = model.optimizer.scale_loss(losses["loss"] / replicas)
     gradients = tape.gradient(loss, model.trainable_weights)
     model.optimizer.apply(gradients, model.trainable_weights)
     return _update_trackers(model, losses)
@@ -60,7 +63,7 @@ def torch_train_step(model, data):
     inputs = _inputs(data)
     model.zero_grad()
     losses = _training_losses(model, inputs)
-    losses["loss"].backward()
+    model.optimizer.scale_loss(losses["loss"]).backward()
     variables = model.trainable_weights
     gradients = [variable.value.grad for variable in variables]
     with torch.no_grad():
@@ -174,13 +177,27 @@ def _jax_update_trackers(model, metrics_variables, losses):
     return logs, [scope.get_current_value(v) for v in model.metrics_variables]
 
 
+def _jax_scaled_loss(model, trainable, non_trainable, optimizer_variables, inputs):
+    """`_jax_losses` of a training step, its loss scaled as the optimizer says.
+
+    A `LossScaleOptimizer` (which `compile` wraps around the optimizer under
+    the `mixed_float16` policy) multiplies the loss by its current scale, an
+    optimizer variable, and divides the gradients back in `stateless_apply`;
+    any other optimizer leaves the loss as it is.
+    """
+    loss, aux = _jax_losses(model, trainable, non_trainable, inputs, True)
+    mapping = list(zip(model.optimizer.variables, optimizer_variables))
+    with keras.StatelessScope(state_mapping=mapping):
+        return model.optimizer.scale_loss(loss), aux
+
+
 def jax_train_step(model, state, data):
     import jax
 
     trainable, non_trainable, optimizer_variables, metrics_variables = state
-    gradient_fn = jax.value_and_grad(_jax_losses, argnums=1, has_aux=True)
+    gradient_fn = jax.value_and_grad(_jax_scaled_loss, argnums=1, has_aux=True)
     (_, (losses, non_trainable)), gradients = gradient_fn(
-        model, trainable, non_trainable, _inputs(data), True
+        model, trainable, non_trainable, optimizer_variables, _inputs(data)
     )
     trainable, optimizer_variables = model.optimizer.stateless_apply(
         optimizer_variables, gradients, trainable

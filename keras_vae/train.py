@@ -6,6 +6,7 @@ folder resumes an interrupted run from its last completed epoch (see
 `callbacks.RunCheckpoint`).
 """
 
+import contextlib
 import dataclasses
 import datetime
 import importlib.metadata
@@ -22,12 +23,15 @@ import numpy as np
 from keras_vae import callbacks, data, evaluation, files, losses, visualize
 from keras_vae.backend import import_tensorflow_quietly, list_devices
 from keras_vae.errors import UserError
-from keras_vae.model import LATENT_LAYERS, PRIORS, VAE, latent_problems
+from keras_vae.model import LATENT_LAYERS, PRIORS, VAE, fresh_copy, latent_problems
 from keras_vae.networks import ARCHITECTURES, check_architecture
 from keras_vae.run_folder import RunFolder
 
 NUM_SAMPLES = 64  # the 8x8 grid written after every epoch
 JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
+# Keras dtype policies: the networks compute in 16 bits under the mixed ones,
+# the variables, the objective and the likelihood stay float32.
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
 LR_SCHEDULES = ("constant", "cosine")
 # Held-out training images for binary pixels: the 10 000 of the published
 # likelihood protocols (binarized_mnist's own validation split is as large).
@@ -136,6 +140,10 @@ class TrainConfig:
     steps_per_execution: int = setting(
         1, "training steps per call into the compiled step (tensorflow and jax; torch needs 1)",
         resumable=True)
+    dtype_policy: str = setting(
+        "float32", "Keras dtype policy: float32, or mixed_bfloat16 / mixed_float16 (16-bit "
+        "networks for accelerators; variables, loss and likelihood in float32; "
+        "mixed_float16 adds loss scaling)", choices=DTYPE_POLICIES)
     tensorboard: bool = setting(
         False, "also write TensorBoard logs (every loss per epoch, and the epoch's sample "
         "grid) to logs/ in the run folder", resumable=True)
@@ -204,6 +212,17 @@ class TrainConfig:
         problems = [problem for problem in problems if problem]
         if problems:
             raise UserError("; ".join(problems))
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras's global dtype policy set to `name` while the block builds layers."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
 
 
 def default_output_dir(root="runs"):
@@ -398,12 +417,13 @@ def _train_in(run, config, dataset, verbose):
     run.write_config(dataclasses.asdict(config), environment())
 
     steps_per_epoch = math.ceil(len(dataset.x_train) / config.batch_size)
-    model = build_model(config, steps_per_epoch)
-    model.compile(
-        optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
-        jit_compile=JIT_COMPILE[config.jit_compile],
-        steps_per_execution=config.steps_per_execution,
-    )
+    with dtype_policy(config.dtype_policy):
+        model = build_model(config, steps_per_epoch)
+        model.compile(  # wraps Adam in a LossScaleOptimizer under mixed_float16
+            optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
+            jit_compile=JIT_COMPILE[config.jit_compile],
+            steps_per_execution=config.steps_per_execution,
+        )
     x_train = model_inputs(model, dataset.x_train, dataset.y_train)
     x_test = model_inputs(model, dataset.x_test, dataset.y_test)
     # The validation loss (and so best.keras) comes from the held-out images;
@@ -438,6 +458,9 @@ def _train_in(run, config, dataset, verbose):
             f"Try a lower --learning-rate."
         )
     files.save_model(model, run.model)
+    if config.dtype_policy != "float32":  # test numbers from the float32 model, as saved
+        model = fresh_copy(model)
+        model.compile(jit_compile=JIT_COMPILE[config.jit_compile])
 
     test = model.evaluate(
         x_test, batch_size=config.batch_size, verbose=0, return_dict=True
