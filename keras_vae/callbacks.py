@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_vae import files, images
+from keras_vae import distribute, files, images
 from keras_vae.run_folder import epoch_filename, history_to_csv
 
 def finite(logs):
@@ -241,12 +241,15 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
     Args:
         backup_dir: folder for the checkpoint; kept after training (remove it
             with `delete()`).
+        write: False for the processes of a parallel torch run but the
+            chief: they restore the checkpoint and never write it.
     """
 
-    def __init__(self, backup_dir):
+    def __init__(self, backup_dir, write=True):
         super().__init__(str(backup_dir), delete_checkpoint=False)
         self.directory = Path(backup_dir)
         self.metadata_path = self.directory / "training_metadata.json"
+        self.write = write
 
     def completed_epochs(self):
         """Epochs committed by an earlier, interrupted run (0 if none)."""
@@ -267,7 +270,8 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
     def on_epoch_end(self, epoch, logs=None):
         if finite(logs):
             self._current_epoch = epoch + 1
-            self._save_model()
+            if self.write:
+                self._save_model()
 
     def _save_model(self):
         name = f"epoch_{self._current_epoch:04d}.weights.h5"
@@ -285,3 +289,33 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
         for path in self.directory.glob("*"):
             path.unlink(missing_ok=True)
         self.directory.rmdir()
+
+
+class JoinProcesses(keras.callbacks.Callback):
+    """Starts the processes of a parallel torch run from one state.
+
+    At the start of training (after `RunCheckpoint` restored a resumed run)
+    every process takes the chief's weights, optimizer state and seed states
+    (one broadcast), then offsets its own seed states by its rank, so that
+    each process draws its own sampling and binarization noise
+    (`distribute.decorrelate_noise`).
+
+    Args:
+        rank: this process's rank.
+    """
+
+    def __init__(self, rank):
+        super().__init__()
+        self.rank = rank
+
+    def on_train_begin(self, logs=None):
+        import torch
+        import torch.distributed as dist
+
+        variables = list(self.model.variables)
+        if self.model.optimizer is not None and self.model.optimizer.built:
+            variables += self.model.optimizer.variables
+        with torch.no_grad():
+            for variable in variables:
+                dist.broadcast(variable.value.data, src=0)
+        distribute.decorrelate_noise(self.model, self.rank)

@@ -131,10 +131,16 @@ def config_from_args(config_class, args):
     )
 
 
-def announce_backend(prog):
-    """Prints the backend and devices in use, e.g. at the start of training."""
-    devices = ", ".join(list_devices())
-    print(f"{prog}: Keras {keras.__version__}, backend {keras.backend.backend()} ({devices})")
+def announce_backend(prog, topology=None):
+    """Prints the backend and devices in use, e.g. at the start of training.
+
+    With a data-parallel `distribute.Topology`, the devices it trains on.
+    """
+    if topology is not None and topology.parallel:
+        where = f"data parallel over {topology.describe()}"
+    else:
+        where = ", ".join(list_devices())
+    print(f"{prog}: Keras {keras.__version__}, backend {keras.backend.backend()} ({where})")
 
 
 def check_data_settings(dataset, binarize):

@@ -7,7 +7,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vae import losses, steps
+from keras_vae import distribute, losses, steps
 from keras_vae.layers import DynamicBinarization, Sampling
 from keras_vae.networks import (
     IMAGE_SHAPE,
@@ -582,7 +582,7 @@ class VAE(keras.Model):
         condition = self.one_hot(labels, len(images))
         inputs = images if condition is None else [images, condition]
         network = self.encoder if self.latent_layers == 1 else self.posterior_network()
-        z_mean, z_log_var = network.predict(inputs, batch_size=batch_size, verbose=0)
+        z_mean, z_log_var = distribute.predict(network, inputs, batch_size)
         return np.asarray(z_mean), np.asarray(z_log_var)
 
     def posterior_network(self):
@@ -612,7 +612,7 @@ class VAE(keras.Model):
             raise ValueError(f"z must have shape (n, {self.code_dim}), got {z.shape}")
         condition = self.one_hot(labels, len(z))
         inputs = z if condition is None else [z, condition]
-        logits = self.decoder.predict(inputs, batch_size=batch_size, verbose=0)
+        logits = distribute.predict(self.decoder, inputs, batch_size)
         return ops.convert_to_numpy(ops.sigmoid(logits))
 
     def reconstruct(self, images, labels=None, batch_size=512):
@@ -641,7 +641,7 @@ class VAE(keras.Model):
         else:
             z = rng.standard_normal((num, d)).astype("float32")
         if self.latent_layers == 2:
-            means, log_vars = (np.asarray(t) for t in self.prior_z1.predict(z, verbose=0))
+            means, log_vars = (np.asarray(t) for t in distribute.predict(self.prior_z1, z, 512))
             z1 = means + np.exp(0.5 * log_vars) * rng.standard_normal((num, d)).astype("float32")
             z = np.concatenate([z1, z], axis=1)
         return np.asarray(z, dtype="float32")

@@ -67,11 +67,48 @@ def torch_train_step(model, data):
     variables = model.trainable_weights
     gradients = [variable.value.grad for variable in variables]
     with torch.no_grad():
+        # Data parallel (torchrun): each process's loss is the mean over its
+        # share of the global batch, so the mean of their gradients is the
+        # global batch's gradient, and the mean of their losses its loss.
+        torch_mean_over_processes(gradients)
+        losses = _torch_averaged(losses)
         if fused_adam_applies(model.optimizer, gradients, variables):
             torch_fused_adam(model.optimizer, gradients, variables)
         else:
             model.optimizer.apply(gradients, variables)
     return _update_trackers(model, losses)
+
+
+def torch_mean_over_processes(tensors):
+    """Replaces each tensor by its mean over the `torch.distributed` processes.
+
+    One all-reduce of the tensors flattened together; nothing happens
+    without a process group (one process). Tensors that are None are left.
+    """
+    import torch
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return tensors
+    present = [tensor for tensor in tensors if tensor is not None]
+    flat = torch.cat([tensor.reshape(-1) for tensor in present])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for tensor in present:
+        tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+        offset += tensor.numel()
+    return tensors
+
+
+def _torch_averaged(losses):
+    """A dict of scalar losses, each averaged over the processes (detached)."""
+    import torch
+
+    names = list(losses)
+    values = torch.stack([losses[name].detach().float() for name in names])
+    torch_mean_over_processes([values])
+    return dict(zip(names, values))
 
 
 def fused_adam_applies(optimizer, gradients, variables):
@@ -145,6 +182,8 @@ def torch_fused_adam(optimizer, gradients, variables):
 def stateful_test_step(model, data):
     """The test step of TensorFlow and PyTorch: no gradient, same losses."""
     losses = model.compute_losses(_inputs(data), training=False)
+    if keras.backend.backend() == "torch":
+        losses = _torch_averaged(losses)
     return _update_trackers(model, losses)
 
 

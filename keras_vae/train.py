@@ -20,7 +20,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_vae import callbacks, data, evaluation, files, losses, visualize
+from keras_vae import callbacks, data, distribute, evaluation, files, losses, visualize
 from keras_vae.backend import import_tensorflow_quietly, list_devices
 from keras_vae.errors import UserError
 from keras_vae.model import LATENT_LAYERS, PRIORS, VAE, fresh_copy, latent_problems
@@ -144,6 +144,11 @@ class TrainConfig:
         "float32", "Keras dtype policy: float32, or mixed_bfloat16 / mixed_float16 (16-bit "
         "networks for accelerators; variables, loss and likelihood in float32; "
         "mixed_float16 adds loss scaling)", choices=DTYPE_POLICIES)
+    devices: str = setting(
+        "1", "data parallel over N devices: the local GPUs (TensorFlow, JAX), N virtual "
+        "CPU devices on a machine without any (for testing), or the N processes torchrun "
+        "started (torch); all: every local accelerator. --batch-size is the global batch",
+        resumable=True, metavar="N|all")
     tensorboard: bool = setting(
         False, "also write TensorBoard logs (every loss per epoch, and the epoch's sample "
         "grid) to logs/ in the run folder", resumable=True)
@@ -169,6 +174,10 @@ class TrainConfig:
         if self.validation_split is None:
             self.validation_split = DEFAULT_VALIDATION_SPLIT if self.binary_pixels else 0
         problems = []
+        try:
+            self.devices = str(distribute.parse_devices(self.devices))
+        except UserError as error:
+            problems.append(str(error))
         try:
             check_architecture(self.architecture, self.filters, self.blocks)
         except ValueError as error:
@@ -373,29 +382,36 @@ def epoch_callbacks(model, config, run, dataset, rows):
     return written, history, divergence
 
 
-def train_and_evaluate(config, output_dir, verbose="auto"):
+def train_and_evaluate(config, output_dir, verbose="auto", topology=None):
     """Trains a VAE as `config` says and evaluates it on the test split.
 
     Args:
         config: a `TrainConfig`.
         output_dir: the run's folder (created; see `run_folder`).
         verbose: Keras's `fit` verbosity (`"auto"`, 0, 1 or 2).
+        topology: the `distribute.Topology` to train on (default: set up
+            from `config.devices`).
 
     Returns:
-        The dict written to `metrics.json`.
+        The dict written to `metrics.json`; None in the processes of a
+        parallel torch run other than the chief, which writes the folder.
 
     Raises:
         UserError: bad output folder, another process training into it, the
-            data cannot be had, or training diverged (the files of the last
-            good epoch are kept).
+            data cannot be had, a batch that does not split over the
+            devices, or training diverged (the files of the last good epoch
+            are kept).
     """
-    run = check_can_continue(config, RunFolder(output_dir))
+    topology = topology or distribute.setup(config.devices)
+    run = RunFolder(output_dir)
+    topology.agree(lambda: check_can_continue(config, run))
+    topology.check_batch_size(config.batch_size)
     if keras.backend.backend() == "torch" and config.steps_per_execution != 1:
         raise UserError("steps_per_execution must be 1 with the torch backend")
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard")
     import_tensorflow_quietly()  # Keras seeds TensorFlow too, and TFDS reads the data
-    keras.utils.set_random_seed(config.seed)
+    keras.utils.set_random_seed(config.seed)  # the same weights in every process
     dataset = data.load_dataset(
         config.dataset,
         data_dir=config.data_dir,
@@ -406,45 +422,73 @@ def train_and_evaluate(config, output_dir, verbose="auto"):
         validation_split=config.validation_split,
         num_validation=config.num_test,
     )
-    with run.lock():  # one training process per run folder
-        check_can_continue(config, run)  # again: another process may have run meanwhile
-        return _train_in(run, config, dataset, verbose)
+    with contextlib.ExitStack() as held:
+
+        def claim():  # one training process per run folder: the chief's lock
+            held.enter_context(run.lock())
+            check_can_continue(config, run)  # again: another process may have run meanwhile
+
+        topology.agree(claim)
+        return _train_in(run, config, dataset, verbose, topology)
 
 
-def _train_in(run, config, dataset, verbose):
+def _train_in(run, config, dataset, verbose, topology):
     """`train_and_evaluate`'s work, in the locked run folder."""
-    files.remove_stale_temporaries(run.path)  # from a run killed mid-write
-    run.write_config(dataclasses.asdict(config), environment())
+    if topology.chief:
+        files.remove_stale_temporaries(run.path)  # from a run killed mid-write
+        run.write_config(
+            dataclasses.asdict(config), {**environment(), "topology": topology.as_dict()}
+        )
 
-    steps_per_epoch = math.ceil(len(dataset.x_train) / config.batch_size)
-    with dtype_policy(config.dtype_policy):
+    # Every batch, the last partial one too, splits evenly over the devices.
+    x_train_images, y_train = topology.shard(dataset.x_train), topology.shard(dataset.y_train)
+    batch_size = topology.check_batch_size(config.batch_size)  # this process's share
+    steps_per_epoch = math.ceil(len(x_train_images) / batch_size)
+    with dtype_policy(config.dtype_policy), topology.scope():
         model = build_model(config, steps_per_epoch)
         model.compile(  # wraps Adam in a LossScaleOptimizer under mixed_float16
             optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
             jit_compile=JIT_COMPILE[config.jit_compile],
             steps_per_execution=config.steps_per_execution,
         )
-    x_train = model_inputs(model, dataset.x_train, dataset.y_train)
+    x_train = model_inputs(model, x_train_images, y_train)
     x_test = model_inputs(model, dataset.x_test, dataset.y_test)
     # The validation loss (and so best.keras) comes from the held-out images;
     # without them, from the test split, as in the original design.
-    x_val = model_inputs(model, dataset.x_val, dataset.y_val) if dataset.has_validation else x_test
+    x_val = model_inputs(
+        model,
+        *(
+            (topology.shard(dataset.x_val), topology.shard(dataset.y_val))
+            if dataset.has_validation
+            else (topology.shard(dataset.x_test), topology.shard(dataset.y_test))
+        ),
+    )
 
     # Resuming: keep what the committed epochs wrote, redo the rest.
     done = callbacks.RunCheckpoint(run.backup).completed_epochs()
     rows = [row for row in run.read_history() if row["epoch"] <= done]
-    if done:
+    if done and topology.chief:
         print(f"Resuming {run.path} after epoch {done} of {config.epochs}.")
-    written, history, divergence = epoch_callbacks(model, config, run, dataset, rows)
-    model.fit(
-        x_train,
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        validation_data=(x_val,),
-        shuffle=True,
-        verbose=verbose,
-        callbacks=written,
-    )
+    if topology.chief:
+        written, history, divergence = epoch_callbacks(model, config, run, dataset, rows)
+    else:  # the other processes of a torch run write nothing
+        divergence = callbacks.StopOnNaN()
+        written = [divergence, callbacks.RunCheckpoint(run.backup, write=False)]
+    if topology.processes > 1:  # after the checkpoint is restored
+        written.append(callbacks.JoinProcesses(topology.rank))
+    with topology.scope():
+        model.fit(
+            x_train,
+            epochs=config.epochs,
+            batch_size=batch_size,
+            validation_data=(x_val,),
+            shuffle=True,
+            verbose=verbose if topology.chief else 0,
+            callbacks=written,
+        )
+    topology.finish()
+    if not topology.chief:
+        return None
     if divergence.diverged_epoch is not None:
         kept = (
             f"the files of epoch {history.rows[-1]['epoch']}, the last good one, "
@@ -458,7 +502,8 @@ def _train_in(run, config, dataset, verbose):
             f"Try a lower --learning-rate."
         )
     files.save_model(model, run.model)
-    if config.dtype_policy != "float32":  # test numbers from the float32 model, as saved
+    if config.dtype_policy != "float32" or topology.parallel:
+        # Test numbers from the float32 model on one device, as saved.
         model = fresh_copy(model)
         model.compile(jit_compile=JIT_COMPILE[config.jit_compile])
 
@@ -472,7 +517,7 @@ def _train_in(run, config, dataset, verbose):
         "epochs": config.epochs,
         "epoch_seconds": seconds,
         "seconds_per_epoch": statistics.median(seconds) if seconds else None,
-        "num_train": len(dataset.x_train),
+        "num_train": len(topology.even(dataset.x_train)),
         "num_validation": len(dataset.x_val),
         "num_test": len(dataset.x_test),
     }
@@ -486,5 +531,6 @@ def _train_in(run, config, dataset, verbose):
         metrics.update({f"test_{k}": v for k, v in likelihood.items()})
     files.write_json(run.metrics, metrics)
     visualize.make_figures(model, dataset.x_test, dataset.y_test, run.figures, run_dir=run.path)
-    written[-1].delete()  # the RunCheckpoint: the run is finished
+    checkpoint = next(c for c in written if isinstance(c, callbacks.RunCheckpoint))
+    checkpoint.delete()  # the run is finished
     return metrics

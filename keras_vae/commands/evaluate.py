@@ -10,7 +10,7 @@ import time
 
 import keras
 
-from keras_vae import cli, evaluation, files
+from keras_vae import cli, distribute, evaluation, files
 from keras_vae.errors import UserError
 
 PROG = "evaluate.py"
@@ -23,7 +23,8 @@ def parse_args(argv, prog=PROG):
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
     parser.add_argument("--output", default=None, help="also write the results to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--max-rows", type=int, default=evaluation.MAX_ROWS, help="latent vectors decoded per forward pass (memory vs. speed)")
+    parser.add_argument("--max-rows", type=int, default=evaluation.MAX_ROWS, help="latent vectors decoded per forward pass and device (memory vs. speed)")
+    parser.add_argument("--devices", default="1", metavar="N|all", help="split the images over N devices (as train.py --devices; torch: under torchrun); the numbers are those of one device")
     cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -33,14 +34,20 @@ def main(argv, prog=PROG):
     for name in ("iw_samples", "max_rows"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    model, images, labels, dataset, binarize, split = cli.load_model_and_test_split(
-        args, default_binarize="dynamic"
-    )
+    topology = distribute.setup(args.devices)  # before the backend runs anything
+    with topology.scope():  # the model's variables on every device
+        model, images, labels, dataset, binarize, split = cli.load_model_and_test_split(
+            args, default_binarize="dynamic"
+        )
     start = time.perf_counter()
     results = evaluation.evaluate_likelihood(
         model, images, labels=labels if model.conditional else None, iw_samples=args.iw_samples, seed=args.seed,
-        max_rows=args.max_rows, verbose=0 if args.quiet else 1,
+        max_rows=args.max_rows, verbose=0 if args.quiet or not topology.chief else 1,
+        topology=topology,
     )
+    topology.finish()
+    if not topology.chief:  # the chief reports for all
+        return
     results.update(
         model=str(args.model),
         dataset=dataset,
@@ -48,6 +55,7 @@ def main(argv, prog=PROG):
         binarize=binarize,
         conditional=model.conditional,
         backend=keras.backend.backend(),
+        devices=topology.devices,
         seconds=time.perf_counter() - start,
     )
     print(format_table(results))

@@ -9,7 +9,7 @@ what the run writes.
 import dataclasses
 import sys
 
-from keras_vae import cli, train
+from keras_vae import cli, distribute, train
 from keras_vae.run_folder import RunFolder
 
 PROG = "train.py"
@@ -51,8 +51,13 @@ def main(argv, prog=PROG):
 
 def report(prog, config, run, verbose):
     """Trains, then prints the test numbers in two lines."""
-    cli.announce_backend(prog)
-    metrics = train.train_and_evaluate(config, run.path, verbose=verbose)
+    # Before anything runs on the backend: virtual CPU devices are set at its start.
+    topology = distribute.setup(config.devices)
+    if topology.chief:
+        cli.announce_backend(prog, topology)
+    metrics = train.train_and_evaluate(config, run.path, verbose=verbose, topology=topology)
+    if metrics is None:  # a torch process other than the chief
+        return
     print(
         f"{prog}: test loss {metrics['test_loss']:.2f} nats, "
         f"-ELBO {metrics['test_neg_elbo']:.2f} "

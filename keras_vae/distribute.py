@@ -1,0 +1,392 @@
+"""Data parallelism on every backend: one flag, `--devices`, and the engines' own machinery.
+
+Each backend splits the global batch over devices its own way; this module
+picks the way and hides the difference from `train` and `evaluation`:
+
+- **JAX**: `keras.distribution.DataParallel` over the first N devices (the
+  model's variables replicated, each batch split along its first axis). Keras
+  compiles the training step for the device mesh; the step itself is
+  unchanged.
+- **TensorFlow**: `tf.distribute.MirroredStrategy` over the first N GPUs;
+  the training step divides each replica's loss by the number of replicas
+  (`steps.tensorflow_train_step`), as Keras's own step does.
+- **PyTorch**: Keras 3 has no managed data parallelism for `fit` on torch,
+  so N processes started by `torchrun` each train on their shard of the data
+  with `batch_size / N` images per step, and the training step averages
+  their gradients with `torch.distributed.all_reduce` before the optimizer
+  step (`steps.torch_train_step`): gloo on CPUs, NCCL on GPUs.
+
+On a machine without accelerators, JAX and TensorFlow split the CPU into N
+virtual devices (`jax_num_cpu_devices`, logical CPU devices), which is how
+the tests check that N devices train like one; it is not faster.
+
+The global batch (`--batch-size`) is split evenly: it must divide by N, and
+the training and validation images are cut to a multiple of N (at most N - 1
+images fewer), so that every batch, the last partial one included, divides
+too. One process (the chief) writes the run folder; every model use outside
+`fit` (pictures, saving, test numbers) runs on one device.
+"""
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+
+import keras
+import numpy as np
+
+from keras_vae.errors import UserError
+
+ALL = "all"
+#: Where torchrun says how many processes it started and which one this is.
+TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
+
+
+def parse_devices(value):
+    """`--devices`: a positive device count, or `"all"`.
+
+    Returns:
+        An int >= 1, or `"all"`.
+
+    Raises:
+        UserError: anything else.
+    """
+    text = str(value).strip().lower()
+    if text == ALL:
+        return ALL
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1 or str(count) != text:
+        raise UserError(f"--devices must be a positive number or 'all', got {value!r}")
+    return count
+
+
+@dataclass
+class Topology:
+    """Where training runs: devices, processes, and this process's place.
+
+    Attributes:
+        devices: the devices the global batch is split over (N).
+        processes: the processes training together (torch: one per device).
+        rank: this process's index, 0 for the chief that writes the run.
+        names: the devices, e.g. `["cpu:0", "cpu:1"]`.
+        strategy: TensorFlow's `MirroredStrategy` (None elsewhere).
+        distribution: Keras's `DataParallel` (JAX; None elsewhere).
+    """
+
+    devices: int = 1
+    processes: int = 1
+    rank: int = 0
+    names: list = field(default_factory=list)
+    strategy: object = None
+    distribution: object = None
+
+    @property
+    def chief(self):
+        """True for the process that writes the run folder and the reports."""
+        return self.rank == 0
+
+    @property
+    def parallel(self):
+        """True when the batch is split over more than one device."""
+        return self.devices > 1
+
+    def describe(self):
+        """One line for the log, e.g. `2 devices (cpu:0, cpu:1), 1 process`."""
+        names = f" ({', '.join(self.names)})" if self.names else ""
+        processes = f", {self.processes} processes" if self.processes > 1 else ""
+        return f"{self.devices} device{'s' if self.devices > 1 else ''}{names}{processes}"
+
+    def as_dict(self):
+        """The topology for `config.json`."""
+        return {"devices": self.devices, "processes": self.processes, "names": self.names}
+
+    @contextlib.contextmanager
+    def scope(self):
+        """The block in which models are built, compiled and trained in parallel."""
+        if self.strategy is not None:
+            with self.strategy.scope():
+                yield
+        elif self.distribution is not None:
+            with self.distribution.scope():
+                yield
+        else:
+            yield
+
+    def check_batch_size(self, batch_size, flag="--batch-size"):
+        """Raises `UserError` unless the global batch splits evenly over the devices."""
+        if batch_size % self.devices:
+            raise UserError(
+                f"{flag} {batch_size} does not divide by the {self.devices} devices; "
+                f"choose a multiple of {self.devices}"
+            )
+        return batch_size // self.processes
+
+    def even(self, array):
+        """The first rows of `array`, as many as a multiple of the devices."""
+        if array is None:
+            return None
+        return array[: len(array) - len(array) % self.devices]
+
+    def shard(self, array):
+        """This process's share of `array` (cut with `even` first): every
+        `processes`-th row, starting at `rank`; the whole array for one process."""
+        array = self.even(array)
+        if array is None or self.processes == 1:
+            return array
+        return array[self.rank :: self.processes]
+
+    def agree(self, work):
+        """Runs `work()` on the chief; every process raises the `UserError` it raised.
+
+        The chief's checks (the run folder, its lock) decide for all: the
+        other processes would otherwise wait for it in the first all-reduce.
+        Returns `work()`'s result on the chief, None elsewhere.
+        """
+        if self.processes == 1:
+            return work()
+        import torch.distributed as dist
+
+        result, message = None, None
+        if self.chief:
+            try:
+                result = work()
+            except UserError as error:
+                message = str(error)
+        box = [message]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is not None:
+            raise UserError(box[0])
+        return result
+
+    def gather(self, parts):
+        """Every process's list `parts`, joined in rank order, on every process."""
+        if self.processes == 1:
+            return parts
+        import torch.distributed as dist
+
+        gathered = [None] * self.processes
+        dist.all_gather_object(gathered, parts)
+        return [part for process in gathered for part in process]
+
+    def finish(self):
+        """Ends the process group after training (torch); the chief goes on alone."""
+        if self.processes > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.barrier()
+                dist.destroy_process_group()
+
+
+def setup(requested=1):
+    """Prepares this process for training or evaluating on `requested` devices.
+
+    Call it before any model is built (and, for virtual CPU devices, before
+    the backend has run anything). `requested=1` changes nothing.
+
+    Args:
+        requested: a device count or `"all"` (see `parse_devices`).
+
+    Returns:
+        A `Topology`.
+
+    Raises:
+        UserError: more devices than present, a count torchrun did not
+            start, or parallel torch without torchrun.
+    """
+    requested = parse_devices(requested)
+    backend = keras.backend.backend()
+    if backend == "torch":
+        return _setup_torch(requested)
+    if requested == 1:
+        return Topology(names=_names_of_default_devices())
+    if backend == "jax":
+        return _setup_jax(requested)
+    return _setup_tensorflow(requested)
+
+
+def _names_of_default_devices():
+    from keras_vae.backend import list_devices
+
+    return list_devices()[:1]
+
+
+#: On a machine without accelerators: one virtual device per CPU core at most.
+_VIRTUAL_CPUS = "CPU core and no accelerator (one virtual device per core at most)"
+
+
+def _cpu_cores():
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _too_many(requested, present, kind):
+    noun, _, rest = kind.partition(" and ") if " and " in kind else (kind, "", "")
+    plural = "s" if present != 1 else ""
+    detail = f" and {rest}" if rest else ""
+    return UserError(
+        f"--devices {requested} but this machine has {present} {noun}{plural}{detail}; "
+        f"use --devices {max(present, 1)} or fewer"
+    )
+
+
+def _setup_jax(requested):
+    import jax
+
+    if requested != ALL and requested <= _cpu_cores():
+        # Only the CPU platform takes a device count; with accelerators the
+        # default devices are theirs and this count is unused.
+        with contextlib.suppress(RuntimeError):  # the CPU backend already started
+            if jax.config.jax_num_cpu_devices < requested:
+                jax.config.update("jax_num_cpu_devices", requested)
+    devices = jax.devices()
+    count = len(devices) if requested == ALL else requested
+    if count > len(devices):
+        if devices[0].platform == "cpu":
+            raise _too_many(requested, _cpu_cores(), _VIRTUAL_CPUS)
+        raise _too_many(requested, len(devices), f"{devices[0].platform.upper()} device")
+    chosen = devices[:count]
+    if count == 1:
+        return Topology(names=[f"{d.platform}:{d.id}" for d in chosen])
+    distribution = keras.distribution.DataParallel(devices=chosen)
+    return Topology(
+        devices=count,
+        names=[f"{d.platform}:{d.id}" for d in chosen],
+        distribution=distribution,
+    )
+
+
+def _setup_tensorflow(requested):
+    from keras_vae.backend import import_tensorflow_quietly
+
+    tf = import_tensorflow_quietly()
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        count = len(gpus) if requested == ALL else requested
+        if count > len(gpus):
+            raise _too_many(requested, len(gpus), "GPU")
+        names = [f"/gpu:{i}" for i in range(count)]
+    else:
+        count = 1 if requested == ALL else requested
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        wanted = [tf.config.LogicalDeviceConfiguration()] * count
+        try:
+            configured = tf.config.get_logical_device_configuration(cpu) or [None]
+            if len(configured) < count <= _cpu_cores():
+                tf.config.set_logical_device_configuration(cpu, wanted)
+        except RuntimeError:  # TensorFlow's runtime already started
+            pass
+        present = len(tf.config.list_logical_devices("CPU"))
+        if count > present:
+            raise _too_many(requested, min(present, _cpu_cores()) if present > 1 else _cpu_cores(), _VIRTUAL_CPUS)
+        names = [f"/cpu:{i}" for i in range(count)]
+    if count == 1:
+        return Topology(names=[names[0].lstrip("/")])
+    strategy = tf.distribute.MirroredStrategy(names)
+    return Topology(
+        devices=count, names=[name.lstrip("/") for name in names], strategy=strategy
+    )
+
+
+def _setup_torch(requested):
+    import torch
+
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    count = world if requested == ALL else requested
+    if world == 1 and count > 1:
+        raise UserError(
+            f"--devices {count} on the torch backend needs one process per device: "
+            f"launch with `torchrun --nproc-per-node {count} scripts/train.py ...` "
+            f"(or `python -m torch.distributed.run ...`)"
+        )
+    if count != world:
+        raise UserError(
+            f"torchrun started {world} processes but --devices is {count}; "
+            f"give --devices {world} (or all)"
+        )
+    cuda = torch.cuda.is_available()
+    if world == 1:
+        return Topology(names=_names_of_default_devices())
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    if cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise _too_many(world, torch.cuda.device_count(), "GPU")
+        torch.cuda.set_device(local_rank)
+    import torch.distributed as dist
+
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    names = [f"cuda:{i}" if cuda else f"cpu (process {i})" for i in range(world)]
+    return Topology(devices=world, processes=world, rank=rank, names=names)
+
+
+def batch_multiple():
+    """The number of rows every batch given to a model must divide by.
+
+    Keras's JAX `DataParallel` splits each batch evenly over its devices;
+    TensorFlow's strategies and one device take any batch.
+    """
+    if keras.backend.backend() != "jax":
+        return 1
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return 1
+    return int(np.prod(distribution.device_mesh.shape))
+
+
+def predict(network, inputs, batch_size):
+    """`network.predict(inputs)` for any number of rows, on one device or many.
+
+    Under a JAX `DataParallel` the rows are padded to a multiple of the
+    devices (and the batch size rounded to one) and the padding's outputs
+    dropped; elsewhere this is `predict` itself.
+
+    Args:
+        network: a Keras model.
+        inputs: an array, or a list of arrays with the same number of rows.
+        batch_size: rows per forward pass.
+    """
+    multiple = batch_multiple()
+    if multiple == 1:
+        return network.predict(inputs, batch_size=batch_size, verbose=0)
+    arrays = inputs if isinstance(inputs, (list, tuple)) else [inputs]
+    padded = [pad_rows(np.asarray(array), multiple)[0] for array in arrays]
+    rows = len(arrays[0])
+    batch_size = max(multiple, batch_size - batch_size % multiple)
+    outputs = network.predict(
+        padded if isinstance(inputs, (list, tuple)) else padded[0], batch_size=batch_size, verbose=0
+    )
+    if isinstance(outputs, (list, tuple)):
+        return [output[:rows] for output in outputs]
+    return outputs[:rows]
+
+
+def pad_rows(array, multiple):
+    """`array` with its last row repeated until its length divides by `multiple`.
+
+    Returns:
+        `(padded, n)`: the padded array and the original number of rows, so
+        that `outputs[:n]` drops what the padding produced.
+    """
+    n = len(array)
+    extra = -n % multiple
+    if not extra:
+        return array, n
+    return np.concatenate([array, np.repeat(array[-1:], extra, axis=0)]), n
+
+
+def decorrelate_noise(model, rank):
+    """Gives this process's sampling layers a noise stream of their own.
+
+    Every process builds the model from the same seed (the same weights);
+    without this, process r would draw the same sampling and binarization
+    noise as process 0 for its different images.
+    """
+    if not rank:
+        return
+    for layer in model._flatten_layers():
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            state = keras.ops.convert_to_numpy(generator.state.value)
+            generator.state.assign(state + np.array([rank * 7919, 0], dtype=state.dtype))
