@@ -1,15 +1,113 @@
-"""A user's own tf.distribute strategy gets the update of one device."""
+"""Data parallel training and evaluation: N devices do what one device does.
+
+Two virtual CPU devices stand in for two GPUs on JAX and TensorFlow, and two
+torch processes on 127.0.0.1 (gloo, started by torchrun) for two GPUs on
+torch. Every check compares with one device in a fresh process.
+"""
 
 import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 
+import keras
+import numpy as np
 import pytest
 
-from conftest import run_python
+from conftest import ROOT, SCRIPTS, error_lines, run_python
+from keras_vae import VAE, files, run_folder
 
-# Two logical CPU devices stand in for two GPUs. One SGD step on one batch of
-# 256 images, inside a MirroredStrategy scope or not; prints the norm of the
-# weight update. The two runs draw different sampling noise, so the norms are
-# compared, not the updates.
+# One epoch of SGD on 512 real MNIST images in two global batches of 256, on
+# N devices (argv[1]) or, with argv[3] == "keras", under the Keras convention
+# a user would follow without keras-vae's flag (JAX: set_distribution first).
+# The chief saves the weight update, the logged loss, the model file and 16
+# images generated on the N devices.
+PARITY_WORKER = """
+import sys
+import numpy as np
+import keras_vae
+from keras_vae import callbacks, data, distribute
+
+devices, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+topology = distribute.setup(devices)
+import keras
+if mode == "keras":
+    keras.distribution.set_distribution(topology.distribution)
+    topology.distribution = None
+keras.utils.set_random_seed(0)
+x = data.load_dataset("mnist", num_train=512, num_test=16).x_train
+with topology.scope():
+    model = keras_vae.VAE(latent_dim=4, hidden_dim=32, seed=1)
+    model.compile(optimizer=keras.optimizers.SGD(1e-2))
+before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+joined = [callbacks.JoinProcesses(topology.rank)] if topology.processes > 1 else []
+with topology.scope():
+    history = model.fit(
+        topology.shard(x), batch_size=topology.check_batch_size(256), epochs=1,
+        shuffle=False, verbose=0, callbacks=joined,
+    )
+    images = model.generate(16, seed=3)
+after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
+topology.finish()
+if topology.chief:
+    update = np.concatenate([(a - b).ravel() for a, b in zip(after, before)])
+    np.savez(out + ".npz", update=update, loss=history.history["loss"][0], images=images)
+    model.save(out + ".keras")
+"""
+
+
+def free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def torchrun(processes):
+    """The command that starts `processes` torch processes on 127.0.0.1."""
+    return [
+        "-m", "torch.distributed.run", f"--nproc-per-node={processes}",
+        "--master-addr=127.0.0.1", f"--master-port={free_port()}",
+    ]
+
+
+def run_on(devices, args, backend, timeout=600, **kwargs):
+    """`python ARGS` on `devices` devices: under torchrun on torch."""
+    launcher = torchrun(devices) if backend == "torch" and devices > 1 else []
+    return run_python([*launcher, *args], backend=backend, timeout=timeout, **kwargs)
+
+
+def parity_run(tmp_path, backend, devices, mode="flag"):
+    out, worker = tmp_path / f"{mode}-{devices}", tmp_path / "worker.py"
+    worker.write_text(PARITY_WORKER)  # a file: torchrun runs no -c
+    result = run_on(devices, [worker, str(devices), str(out), mode], backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return np.load(f"{out}.npz"), f"{out}.keras"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("mode", ["flag", "keras"])
+def test_two_devices_take_the_one_device_step(tmp_path, backend, mode):
+    if mode == "keras" and backend != "jax":
+        pytest.skip("the user's own strategy scope on TensorFlow: test_mirrored_strategy_...")
+    one, _ = parity_run(tmp_path, backend, 1)
+    two, saved = parity_run(tmp_path, backend, 2, mode)
+    norm_one, norm_two = np.linalg.norm(one["update"]), np.linalg.norm(two["update"])
+    if backend == "jax":
+        # Keras draws the noise of the global batch: the same update.
+        assert np.linalg.norm(two["update"] - one["update"]) <= 1e-4 * norm_one
+        assert float(two["loss"]) == pytest.approx(float(one["loss"]), rel=1e-5)
+    else:
+        # Each replica or process draws its own noise: the same update in size.
+        assert norm_two / norm_one == pytest.approx(1.0, abs=0.05)
+        assert float(two["loss"]) == pytest.approx(float(one["loss"]), rel=0.05)
+    # Saved on two devices, loaded on one: the images the two devices made.
+    images = files.load_model(saved).generate(16, seed=3)
+    np.testing.assert_allclose(images, two["images"], atol=1e-5)
+
+
 MIRRORED_STEP = """
 import json, sys
 import numpy as np
@@ -41,6 +139,7 @@ print(json.dumps({"one": one, "two": two, "one_loss": one_loss, "two_loss": two_
 
 @pytest.mark.slow
 def test_mirrored_strategy_update_equals_the_one_device_update(backend):
+    # A user's own MirroredStrategy scope, without keras-vae's flag.
     if backend != "tensorflow":
         pytest.skip("tf.distribute is TensorFlow's")
     result = run_python(["-c", MIRRORED_STEP], backend="tensorflow")
@@ -48,3 +147,149 @@ def test_mirrored_strategy_update_equals_the_one_device_update(backend):
     numbers = json.loads(result.stdout.strip().splitlines()[-1])
     assert numbers["two"] / numbers["one"] == pytest.approx(1.0, abs=0.05)  # was 2.0
     assert numbers["two_loss"] == pytest.approx(numbers["one_loss"], rel=0.05)
+
+
+@pytest.mark.slow
+def test_evaluation_on_two_devices_gives_the_one_device_numbers(tmp_path, backend):
+    model_path = tmp_path / "model.keras"
+    files.save_model(VAE(latent_dim=4, hidden_dim=32, seed=0), model_path)
+    results = []
+    for devices in (1, 2):
+        out = tmp_path / f"eval-{devices}.json"
+        # 5 images (odd: one device waits in the last pass), k = 120 in chunks of 50.
+        result = run_on(
+            devices,
+            [SCRIPTS / "evaluate.py", model_path, "--num-examples", "5", "--iw-samples", "120",
+             "--max-rows", "50", "--devices", str(devices), "--quiet", "--output", out],
+            backend,
+        )
+        assert result.returncode == 0, result.stderr[-3000:]
+        results.append(json.loads(out.read_text()))
+    one, two = results
+    assert two["devices"] == 2
+    for key in ("iw_nll", "neg_elbo", "reconstruction", "kl"):
+        assert two[key] == pytest.approx(one[key], rel=1e-6), key
+    assert two["active_units"] == one["active_units"]
+
+
+TINY_RUN = [
+    "--num-train", "2001", "--num-test", "101", "--hidden-dim", "32",
+    "--latent-dim", "4", "--verbose", "0", "--devices", "2",
+]
+
+
+def committed_epoch(folder):
+    try:
+        return json.loads((folder / "backup" / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def kill_tree(pid):
+    """SIGKILL to a process and all its descendants (torchrun's workers lead
+    sessions of their own), found through /proc."""
+    children = {}
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            children.setdefault(int(fields[1]), []).append(int(stat))
+    tree, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        tree.append(current)
+        queue += children.get(current, [])
+    for member in tree:
+        try:
+            os.kill(member, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+@pytest.mark.slow
+def test_a_killed_two_device_run_resumes_and_its_model_loads_on_one(tmp_path, backend):
+    folder = tmp_path / "run"
+    args = [SCRIPTS / "train.py", "--epochs", "5", "--output-dir", folder, *TINY_RUN]
+    launcher = torchrun(2) if backend == "torch" else []
+    process = subprocess.Popen(
+        [sys.executable, *launcher, *map(str, args)], cwd=ROOT,
+        env={**os.environ, "KERAS_BACKEND": backend},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while committed_epoch(folder) < 2 and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    kill_tree(process.pid)  # torchrun and its processes
+    process.wait()
+    killed_at = committed_epoch(folder)
+    assert 2 <= killed_at < 5, "the run must be killed after epoch 2, before the end"
+
+    result = run_on(2, args, backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"after epoch {killed_at} of 5" in result.stdout
+    assert result.stdout.count("test loss") == 1  # one process reports
+    assert [row["epoch"] for row in run_folder.read_history(folder / "history.csv")] == [1, 2, 3, 4, 5]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["topology"]["devices"] == 2
+    metrics = json.loads((folder / "metrics.json").read_text())
+    # 2001 images cut to 2000, in global batches of 128: 16 steps an epoch.
+    assert metrics["num_train"] == 2000
+    model = files.load_model(folder / "model.keras")
+    assert int(model.optimizer.iterations) == 5 * 16
+    assert np.isfinite(metrics["test_loss"])
+    assert not (folder / "backup").exists() and not (folder / ".lock").exists()
+    # The sample grid of the last epoch is a picture, not noise: ink on black.
+    grid = model.generate(64, seed=0)
+    assert 0.02 < grid.mean() < 0.5
+
+
+def one_error_line(result, *fragments):
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = error_lines(result)
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_bad_device_requests_are_one_line(tmp_path, backend):
+    train = [SCRIPTS / "train.py", "--epochs", "1", "--output-dir", tmp_path / "run"]
+    one_error_line(run_python([*train, "--devices", "two"]), "--devices", "'two'")
+    if backend == "torch":
+        one_error_line(run_python([*train, "--devices", "2"]), "torchrun --nproc-per-node 2")
+    else:
+        too_many = str(os.cpu_count() + 1)
+        one_error_line(run_python([*train, "--devices", too_many]), f"--devices {too_many}", "or fewer")
+        one_error_line(
+            run_python([*train, "--devices", "2", "--batch-size", "127"]),
+            "--batch-size 127", "2 devices",
+        )
+    assert not (tmp_path / "run").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_torchrun_with_another_device_count_is_refused(tmp_path, backend):
+    if backend != "torch":
+        pytest.skip("torchrun is torch's")
+    result = run_on(
+        2, [SCRIPTS / "train.py", "--devices", "3", "--output-dir", tmp_path / "run"], backend
+    )
+    assert result.returncode != 0
+    # Each process says it in one line (torchrun then reports its children).
+    lines = [line for line in result.stderr.splitlines() if line.startswith("train.py: error:")]
+    assert lines == ["train.py: error: torchrun started 2 processes but --devices is 3; "
+                     "give --devices 2 (or all)"] * 2
+
+
+def test_predictions_of_any_size_under_a_data_parallel_distribution(backend):
+    # Keras's JAX DataParallel splits every batch evenly; keras-vae pads.
+    from keras_vae import distribute
+
+    assert distribute.pad_rows(np.arange(5), 4)[0].tolist() == [0, 1, 2, 3, 4, 4, 4, 4]
+    assert distribute.pad_rows(np.arange(4), 4)[1] == 4
+    topology = distribute.Topology(devices=2, processes=2, rank=1)
+    assert topology.shard(np.arange(7)).tolist() == [1, 3, 5]
+    assert topology.check_batch_size(128) == 64
+    assert distribute.batch_multiple() == 1  # none set in this process
+    assert keras.distribution.distribution() is None
