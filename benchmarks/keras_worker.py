@@ -12,7 +12,7 @@ import time
 import keras
 import numpy as np
 
-from keras_vae import VAE, callbacks, evaluation
+from keras_vae import VAE, callbacks, distribute, evaluation
 from memory import peak_rss_mb, rss_mb
 
 
@@ -30,17 +30,20 @@ def main():
     parser.add_argument("--iwae-images", type=int, default=0)
     parser.add_argument("--iwae-samples", type=int, default=5000)
     parser.add_argument("--callback-dir", required=True)
+    parser.add_argument("--devices", default="1", help="data parallel over N devices (torch: under torchrun)")
     args = parser.parse_args()
+    topology = distribute.setup(args.devices)  # before the backend runs anything
 
     arrays = np.load(args.data)
     x_train, x_test, y_test = arrays["x_train"], arrays["x_test"], arrays["y_test"]
     keras.utils.set_random_seed(0)
-    model = VAE()
-    model.compile(
-        optimizer=keras.optimizers.Adam(1e-3),
-        jit_compile=args.jit_compile,
-        steps_per_execution=args.steps_per_execution,
-    )
+    with topology.scope():
+        model = VAE()
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-3),
+            jit_compile=args.jit_compile,
+            steps_per_execution=args.steps_per_execution,
+        )
     memory = []
 
     class Memory(keras.callbacks.Callback):
@@ -48,16 +51,26 @@ def main():
             memory.append(rss_mb())
 
     timer = callbacks.EpochTimer()
-    history = model.fit(
-        x_train, epochs=args.epochs, batch_size=args.batch_size,
-        verbose=0, callbacks=[timer, Memory()],
-    ).history
+    joined = [callbacks.JoinProcesses(topology.rank)] if topology.processes > 1 else []
+    with topology.scope():
+        history = model.fit(
+            topology.shard(x_train), epochs=args.epochs,
+            batch_size=topology.check_batch_size(args.batch_size),
+            verbose=0, callbacks=[timer, Memory(), *joined],
+        ).history
+    topology.finish()
     result = {
         "epoch_seconds": history["seconds"],
         "losses": history["loss"],
         "rss_mb": memory,
         "peak_rss_mb": peak_rss_mb(),
+        "devices": topology.devices,
     }
+    if not topology.chief:
+        return
+    if topology.parallel:  # the rest is measured on one device
+        print(json.dumps(result))
+        return
 
     # The per-epoch work of train.py's callbacks, timed on the trained model.
     writers = [

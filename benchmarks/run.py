@@ -58,6 +58,7 @@ def parse_args():
     parser.add_argument("--iwae-images", type=int, default=1000, help="test images for the IWAE timing (0: skip)")
     parser.add_argument("--skip-generate", action="store_true", help="do not time generate.py")
     parser.add_argument("--rounds", type=int, default=1, help="interleaved repeats of every training run")
+    parser.add_argument("--devices", default="1", help="comma-separated device counts for each backend, e.g. 1,2: data parallel (virtual CPU devices without accelerators; torch through torchrun)")
     parser.add_argument("--output", default=str(HERE / "RESULTS.md"))
     parser.add_argument("--chart", default=str(HERE / "results.png"))
     args = parser.parse_args()
@@ -65,6 +66,12 @@ def parse_args():
         parser.error("--epochs must be >= 2 (one warm-up, then timed epochs)")
     if args.rounds < 1:
         parser.error("--rounds must be >= 1")
+    try:
+        args.devices = [int(d) for d in args.devices.split(",")]
+    except ValueError:
+        parser.error(f"--devices takes counts like 1,2, got {args.devices!r}")
+    if any(d < 1 or args.batch_size % d for d in args.devices):
+        parser.error(f"every --devices count must be >= 1 and divide --batch-size {args.batch_size}")
     return args
 
 
@@ -87,6 +94,20 @@ def run_checked(command, backend=None):
     if result.returncode != 0:
         raise SystemExit(f"benchmark: {' '.join(map(str, command))} failed:\n{result.stderr[-3000:]}")
     return result.stdout
+
+
+def launcher(backend, devices):
+    """How to start a worker on `devices` devices: torch starts one process
+    per device with torchrun (on 127.0.0.1), the others one process."""
+    if backend != "torch" or devices == 1:
+        return [sys.executable]
+    import socket
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={devices}",
+            "--master-addr=127.0.0.1", f"--master-port={port}"]
 
 
 def run_json(command, backend=None):
@@ -141,17 +162,21 @@ def main():
             runs = [summarize(BASELINE, raw)]
             report(round_index, runs[-1])
             for backend in backends:
-                spe = 1 if backend == "torch" else args.steps_per_execution
-                command = [sys.executable, HERE / "keras_worker.py", arrays,
-                           "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-                           "--jit-compile", args.jit_compile,
-                           "--steps-per-execution", str(spe),
-                           "--iwae-images", str(args.iwae_images if first else 0),
-                           "--callback-dir", Path(folder) / f"callbacks-{backend}"]
-                runs.append(summarize(backend, run_json(command, backend)))
-                if first and not args.skip_generate:
-                    runs[-1]["generate_seconds"] = time_generate(backend, model_path, folder)
-                report(round_index, runs[-1])
+                for devices in args.devices:
+                    spe = 1 if backend == "torch" else args.steps_per_execution
+                    one = devices == 1  # evaluation, callbacks and generate: one device
+                    command = [*launcher(backend, devices), HERE / "keras_worker.py", arrays,
+                               "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
+                               "--jit-compile", args.jit_compile,
+                               "--steps-per-execution", str(spe),
+                               "--iwae-images", str(args.iwae_images if first and one else 0),
+                               "--callback-dir", Path(folder) / f"callbacks-{backend}",
+                               "--devices", str(devices)]
+                    name = backend if one else f"{backend} ×{devices} devices"
+                    runs.append(summarize(name, run_json(command, backend)))
+                    if first and one and not args.skip_generate:
+                        runs[-1]["generate_seconds"] = time_generate(backend, model_path, folder)
+                    report(round_index, runs[-1])
             rounds.append(runs)
         results = combine(rounds)
     table = markdown(results, args, num_train)
@@ -217,7 +242,7 @@ def markdown(results, args, num_train):
         "",
         f"Made by `python benchmarks/run.py --epochs {args.epochs} --batch-size {args.batch_size} "
         f"--jit-compile {args.jit_compile} --steps-per-execution {args.steps_per_execution} "
-        f"--rounds {rounds}` on {datetime.date.today()}, on {machine()}. "
+        f"--rounds {rounds}{devices_flag(args)}` on {datetime.date.today()}, on {machine()}. "
         f"{num_train} training images; seconds per epoch are the median of {args.epochs - 1} "
         "epochs after a warm-up epoch, training only (no validation)"
         + (f", then the median over {rounds} interleaved rounds; each ratio is the median of the "
@@ -240,7 +265,22 @@ def markdown(results, args, num_train):
             f"| {', '.join(format(x, '.2f') for x in r['round_seconds'])} |"
         )
     lines += ["", "RSS growth is measured from the end of the first timed epoch to the end of the last. Compile s is the warm-up epoch minus the median epoch; it is negative when the run's noise exceeds the compile time.", ""]
+    if args.devices != [1]:
+        lines += [
+            "Rows named ×N devices train data parallel with `--devices N` (the same global batch): "
+            "JAX's DataParallel and TensorFlow's MirroredStrategy over N devices, torch over N "
+            "processes started by torchrun (gloo on CPU; the memory is the chief process's). On a "
+            "machine without accelerators the devices are virtual CPU devices sharing the same "
+            "cores, so these rows measure the machinery's overhead, not a speed-up.",
+            "",
+        ]
     return "\n".join(lines)
+
+
+def devices_flag(args):
+    if args.devices == [1]:
+        return ""
+    return " --devices " + ",".join(map(str, args.devices))
 
 
 def chart(results, path):

@@ -124,3 +124,23 @@ def test_jax_step_breakdown_prints_every_part():
     for row in rows[1:]:
         assert float(row.split(" | ")[1]) > 0
     assert all(float(row.split(" | ")[2].rstrip(" |")) > 0 for row in rows[-3:])  # NumPy's products
+
+
+@pytest.mark.slow
+def test_the_worker_trains_on_two_devices_and_reports_once(tmp_path, backend, mnist_subset, monkeypatch):
+    import numpy as np
+
+    run = load_benchmark()
+    arrays = tmp_path / "mnist.npz"
+    np.savez(arrays, x_train=mnist_subset.x_train[:512], x_test=mnist_subset.x_test[:64],
+             y_test=mnist_subset.y_test[:64])
+    command = [*run.launcher(backend, 2), run.HERE / "keras_worker.py", arrays, "--epochs", "2",
+               "--batch-size", "128", "--callback-dir", tmp_path / "callbacks", "--devices", "2"]
+    printed = run.run_checked(command, backend)
+    reports = [line for line in printed.splitlines() if line.startswith("{")]
+    assert len(reports) == 1  # the chief's
+    result = json.loads(reports[0])
+    assert result["devices"] == 2 and len(result["epoch_seconds"]) == 2
+    assert "iwae_seconds" not in result  # measured on one device only
+    monkeypatch.setattr(sys, "argv", ["run.py", "--devices", "1,2", "--epochs", "2"])
+    assert run.parse_args().devices == [1, 2]  # the benchmark's flag
