@@ -5,6 +5,7 @@ writers skip an epoch whose loss is not finite, so a diverging run never
 overwrites a good file with a broken one.
 """
 
+import contextlib
 import json
 import math
 import time
@@ -48,10 +49,15 @@ class SampleGrid(EpochWriter):
         rows, cols: grid shape (default near-square).
         labels: the label of each z, for a conditional VAE.
         seed: the seed of each epoch's draw, when `z` is a count.
+        view: optional function, the trained model -> a context manager
+            giving the model to decode with (`distribute.Topology.local_view`:
+            a one-device copy where only all processes together can run the
+            trained one).
     """
 
-    def __init__(self, z, directory, rows=None, cols=None, labels=None, seed=0):
+    def __init__(self, z, directory, rows=None, cols=None, labels=None, seed=0, view=None):
         super().__init__()
+        self.view = view or contextlib.nullcontext
         self.z = z if isinstance(z, int) else np.asarray(z, dtype="float32")
         self.directory = Path(directory)
         self.rows, self.cols = rows, cols
@@ -59,13 +65,10 @@ class SampleGrid(EpochWriter):
         self.seed = seed
 
     def write(self, epoch, logs):
-        z = self.model.sample_prior(self.z, self.seed) if isinstance(self.z, int) else self.z
-        images.save_grid(
-            self.directory / epoch_filename(epoch),
-            self.model.decode(z, self.labels),
-            self.rows,
-            self.cols,
-        )
+        with self.view(self.model) as model:
+            z = model.sample_prior(self.z, self.seed) if isinstance(self.z, int) else self.z
+            samples = model.decode(z, self.labels)
+        images.save_grid(self.directory / epoch_filename(epoch), samples, self.rows, self.cols)
 
 
 class ReconstructionGrid(EpochWriter):
@@ -76,16 +79,19 @@ class ReconstructionGrid(EpochWriter):
             digit.
         directory: folder for `epoch_001.png`, ...
         labels: their labels, for a conditional VAE.
+        view: as `SampleGrid`'s.
     """
 
-    def __init__(self, originals, directory, labels=None):
+    def __init__(self, originals, directory, labels=None, view=None):
         super().__init__()
+        self.view = view or contextlib.nullcontext
         self.originals = np.asarray(originals, dtype="float32")
         self.directory = Path(directory)
         self.labels = labels
 
     def write(self, epoch, logs):
-        reconstructions = self.model.reconstruct(self.originals, self.labels)
+        with self.view(self.model) as model:
+            reconstructions = model.reconstruct(self.originals, self.labels)
         images.save_grid(
             self.directory / epoch_filename(epoch),
             np.concatenate([self.originals, reconstructions]),
@@ -243,13 +249,18 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
             with `delete()`).
         write: False for the processes of a parallel torch run but the
             chief: they restore the checkpoint and never write it.
+        save_dir: where to write instead of `backup_dir` (the other
+            processes of a JAX run, for which Keras's saving is a collective
+            of all processes: they save alongside the chief, into a scratch
+            folder).
     """
 
-    def __init__(self, backup_dir, write=True):
+    def __init__(self, backup_dir, write=True, save_dir=None):
         super().__init__(str(backup_dir), delete_checkpoint=False)
         self.directory = Path(backup_dir)
         self.metadata_path = self.directory / "training_metadata.json"
         self.write = write
+        self.save_dir = Path(save_dir) if save_dir else self.directory
 
     def completed_epochs(self):
         """Epochs committed by an earlier, interrupted run (0 if none)."""
@@ -275,12 +286,13 @@ class RunCheckpoint(keras.callbacks.BackupAndRestore):
 
     def _save_model(self):
         name = f"epoch_{self._current_epoch:04d}.weights.h5"
-        with files.atomic_path(self.directory / name) as temporary:
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        with files.atomic_path(self.save_dir / name) as temporary:
             self.model.save_weights(temporary)
         files.write_json(
-            self.metadata_path, {"epoch": self._current_epoch, "weights": name}
+            self.save_dir / self.metadata_path.name, {"epoch": self._current_epoch, "weights": name}
         )
-        for old in self.directory.glob("epoch_*.weights.h5"):
+        for old in self.save_dir.glob("epoch_*.weights.h5"):
             if old.name != name:
                 old.unlink(missing_ok=True)
 

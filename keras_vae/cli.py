@@ -124,6 +124,48 @@ def add_config_flags(parser, config_class):
         )
 
 
+def add_process_flags(parser):
+    """Flags that join several JAX processes (hosts) into one data-parallel run.
+
+    Each sets one of Keras's variables for `keras.distribution.initialize`
+    (`distribute.JAX_PROCESS_VARIABLES`), which may be set instead. torch's
+    processes are started and joined by torchrun.
+    """
+    group = parser.add_argument_group("several JAX processes (multi-host)")
+    group.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="the address of process 0, the same in every process (or $KERAS_DISTRIBUTION_JOB_ADDRESSES)")
+    group.add_argument("--num-processes", type=int, default=None, metavar="N", help="how many processes train together (or $KERAS_DISTRIBUTION_NUM_PROCESSES)")
+    group.add_argument("--process-id", type=int, default=None, metavar="I", help="this process's index, 0 to N - 1; 0 writes the run (or $KERAS_DISTRIBUTION_PROCESS_ID)")
+
+
+def apply_process_flags(args):
+    """Puts the flags of `add_process_flags` into Keras's environment variables.
+
+    Raises:
+        UserError: the flags on another backend than JAX, or incomplete.
+    """
+    given = {
+        "KERAS_DISTRIBUTION_JOB_ADDRESSES": args.coordinator,
+        "KERAS_DISTRIBUTION_NUM_PROCESSES": args.num_processes,
+        "KERAS_DISTRIBUTION_PROCESS_ID": args.process_id,
+    }
+    if all(value is None for value in given.values()):
+        return
+    if keras.backend.backend() != "jax":
+        raise UserError(
+            "--coordinator, --num-processes and --process-id join JAX processes; on torch, "
+            "start the processes with torchrun; TensorFlow trains on one host"
+        )
+    if any(value is None for value in given.values()):
+        raise UserError("give all three of --coordinator, --num-processes and --process-id")
+    if not 0 <= args.process_id < args.num_processes:
+        raise UserError(
+            f"--process-id must lie in [0, {args.num_processes}), got {args.process_id}"
+        )
+    import os
+
+    os.environ.update({name: str(value) for name, value in given.items()})
+
+
 def config_from_args(config_class, args):
     """The settings dataclass filled from the flags of `add_config_flags`."""
     return config_class(

@@ -73,6 +73,9 @@ class Topology:
         names: the devices, e.g. `["cpu:0", "cpu:1"]`.
         strategy: TensorFlow's `MirroredStrategy` (None elsewhere).
         distribution: Keras's `DataParallel` (JAX; None elsewhere).
+        collectives: how the processes talk outside the training step:
+            `"torch"` (torch.distributed), `"jax"` (JAX's multi-process
+            runtime), or None for one process.
     """
 
     devices: int = 1
@@ -81,6 +84,7 @@ class Topology:
     names: list = field(default_factory=list)
     strategy: object = None
     distribution: object = None
+    collectives: str = None
 
     @property
     def chief(self):
@@ -114,6 +118,16 @@ class Topology:
         else:
             yield
 
+    def evaluation_scope(self):
+        """The block in which models are loaded and run for `evaluation`.
+
+        One process: its devices (`scope`). Several processes: each evaluates
+        its own share of the images on its own device, alone.
+        """
+        if self.processes == 1:
+            return self.scope()
+        return one_device()
+
     def check_batch_size(self, batch_size, flag="--batch-size"):
         """Raises `UserError` unless the global batch splits evenly over the devices."""
         if batch_size % self.devices:
@@ -141,43 +155,94 @@ class Topology:
         """Runs `work()` on the chief; every process raises the `UserError` it raised.
 
         The chief's checks (the run folder, its lock) decide for all: the
-        other processes would otherwise wait for it in the first all-reduce.
+        other processes would otherwise wait for it in the first collective.
         Returns `work()`'s result on the chief, None elsewhere.
         """
         if self.processes == 1:
             return work()
-        import torch.distributed as dist
-
-        result, message = None, None
+        result, message = None, ""
         if self.chief:
             try:
                 result = work()
             except UserError as error:
                 message = str(error)
-        box = [message]
-        dist.broadcast_object_list(box, src=0)
-        if box[0] is not None:
-            raise UserError(box[0])
+        message = self._broadcast_text(message)
+        if message:
+            raise UserError(message)
         return result
 
-    def gather(self, parts):
-        """Every process's list `parts`, joined in rank order, on every process."""
-        if self.processes == 1:
-            return parts
-        import torch.distributed as dist
+    def _broadcast_text(self, text):
+        """The chief's `text`, on every process."""
+        if self.collectives == "torch":
+            import torch.distributed as dist
 
-        gathered = [None] * self.processes
-        dist.all_gather_object(gathered, parts)
-        return [part for process in gathered for part in process]
+            box = [text]
+            dist.broadcast_object_list(box, src=0)
+            return box[0]
+        from jax.experimental import multihost_utils
+
+        data = np.zeros(4096, dtype=np.uint8)
+        encoded = text.encode()[:4096]
+        data[: len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
+        data = np.asarray(multihost_utils.broadcast_one_to_all(data))
+        return bytes(data).rstrip(b"\0").decode(errors="replace")
+
+    def sum_over_processes(self, array):
+        """The sum of a NumPy array over the processes (float64), on every process."""
+        array = np.asarray(array, dtype="float64")
+        if self.processes == 1:
+            return array
+        if self.collectives == "torch":
+            import torch
+            import torch.distributed as dist
+
+            tensor = torch.from_numpy(array.copy())
+            dist.all_reduce(tensor)
+            return tensor.numpy()
+        from jax.experimental import multihost_utils
+
+        # float64 crosses as two float32 halves: JAX computes in 32 bits by default.
+        high = array.astype("float32")
+        low = (array - high.astype("float64")).astype("float32")
+        gathered = np.asarray(multihost_utils.process_allgather(np.stack([high, low])))
+        return (gathered[:, 0].astype("float64") + gathered[:, 1].astype("float64")).sum(0)
+
+    @contextlib.contextmanager
+    def local_view(self, model):
+        """A block in which `model` (or a one-device copy of it, where only all
+        processes together can run it: JAX over several processes) is used
+        by one process alone, e.g. for the chief's pictures."""
+        if self.collectives != "jax":
+            yield model
+            return
+        from keras_vae.model import fresh_copy
+
+        with one_device():
+            yield fresh_copy(model)
 
     def finish(self):
         """Ends the process group after training (torch); the chief goes on alone."""
-        if self.processes > 1:
+        if self.collectives == "torch":
             import torch.distributed as dist
 
             if dist.is_initialized():
                 dist.barrier()
                 dist.destroy_process_group()
+        elif self.collectives == "jax":
+            from jax.experimental import multihost_utils
+
+            multihost_utils.sync_global_devices("keras_vae: training done")
+
+
+@contextlib.contextmanager
+def one_device():
+    """A block without Keras's global distribution: models built in it live on one device."""
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(previous)
 
 
 def setup(requested=1):
@@ -231,9 +296,42 @@ def _too_many(requested, present, kind):
     )
 
 
+#: Keras's variables for JAX processes that train together (`keras.distribution.initialize`).
+JAX_PROCESS_VARIABLES = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
+
+
+def _setup_jax_processes(requested):
+    """Several JAX processes (hosts), joined by `keras.distribution.initialize`."""
+    import jax
+
+    address = os.environ["KERAS_DISTRIBUTION_JOB_ADDRESSES"]
+    try:
+        keras.distribution.initialize()  # reads JAX_PROCESS_VARIABLES
+    except Exception as error:  # noqa: BLE001  (JAX raises several kinds)
+        raise UserError(f"could not join the JAX processes at {address}: {error}") from None
+    devices = jax.devices()
+    count = len(devices) if requested == ALL else requested
+    if count != len(devices):
+        raise UserError(
+            f"--devices {requested}, but the {jax.process_count()} JAX processes hold "
+            f"{len(devices)} devices and train on all of them: give --devices {len(devices)} (or all)"
+        )
+    distribution = keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False)
+    return Topology(
+        devices=count, processes=jax.process_count(), rank=jax.process_index(),
+        names=[f"{d.platform}:{d.id}" for d in devices], distribution=distribution,
+        collectives="jax",
+    )
+
+
 def _setup_jax(requested):
     import jax
 
+    if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+        return _setup_jax_processes(requested)
     if requested != ALL and requested <= _cpu_cores():
         # Only the CPU platform takes a device count; with accelerators the
         # default devices are theirs and this count is unused.
@@ -318,7 +416,7 @@ def _setup_torch(requested):
     if not dist.is_initialized():
         dist.init_process_group("nccl" if cuda else "gloo")
     names = [f"cuda:{i}" if cuda else f"cpu (process {i})" for i in range(world)]
-    return Topology(devices=world, processes=world, rank=rank, names=names)
+    return Topology(devices=world, processes=world, rank=rank, names=names, collectives="torch")
 
 
 def batch_multiple():

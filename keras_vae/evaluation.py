@@ -102,12 +102,14 @@ def evaluate_likelihood(
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
     condition = vae.one_hot(labels, len(images))
-    with topology.scope():
+    with topology.evaluation_scope():
         sampler = ImportanceSampler(vae)
     rng = np.random.default_rng(seed)
     chunk = min(iw_samples, max_rows)
     group = max(1, max_rows // chunk)  # images per device and pass
-    local_devices = topology.devices // topology.processes
+    # One batch per device and pass; with several processes, one batch per
+    # process and pass, each on its own device.
+    local_devices = topology.devices if topology.processes == 1 else 1
     groups = range(0, len(images), group)
     mine = []  # (first image, nll, reconstruction, kl) of this process's groups
     pending = []  # groups waiting for one pass over the local devices
@@ -125,14 +127,16 @@ def evaluate_likelihood(
         if index % topology.processes == topology.rank:
             pending.append((start, x, epsilon))
         if len(pending) == local_devices or (pending and index == len(groups) - 1):
-            with topology.scope():
-                mine += _importance_pass(sampler, pending, condition, iw_samples, chunk, local_devices)
+            with topology.evaluation_scope():
+                mine += _importance_pass(sampler, pending, condition, iw_samples, chunk)
             progress.add(sum(len(x) for _, x, _ in pending) * topology.processes)
             pending = []
-    results = sorted(topology.gather(mine), key=lambda part: part[0])
-    nll, reconstruction, kl = (np.concatenate([part[i] for part in results]) for i in (1, 2, 3))
+    per_image = np.zeros((3, len(images)))  # each process fills its images' columns
+    for start, *values in mine:
+        per_image[:, start : start + len(values[0])] = values
+    nll, reconstruction, kl = topology.sum_over_processes(per_image)
     iw_nll = float(nll.mean())
-    with topology.scope():
+    with topology.evaluation_scope():
         z_means, _ = vae.encode(images, labels)
     return {
         "neg_elbo": float((reconstruction + kl).mean()),
@@ -148,7 +152,7 @@ def evaluate_likelihood(
     }
 
 
-def _importance_pass(sampler, pending, condition, iw_samples, chunk, local_devices):
+def _importance_pass(sampler, pending, condition, iw_samples, chunk):
     """One forward pass per chunk of samples over the pending groups of images.
 
     The groups are stacked (one per device); under a JAX `DataParallel` the

@@ -14,7 +14,9 @@ import importlib.util
 import json
 import math
 import platform
+import shutil
 import statistics
+import tempfile
 from pathlib import Path
 
 import keras
@@ -334,7 +336,7 @@ def model_inputs(model, images, labels):
     return (images, labels) if model.conditional else images
 
 
-def epoch_callbacks(model, config, run, dataset, rows):
+def epoch_callbacks(model, config, run, dataset, rows, topology=None):
     """The callbacks that write the run folder during `fit`, in their order.
 
     Args:
@@ -344,6 +346,7 @@ def epoch_callbacks(model, config, run, dataset, rows):
         dataset: the `data.Dataset` (one validation image per class is
             reconstructed, or one test image without a validation split).
         rows: `history.csv`'s rows of the epochs already done (resuming).
+        topology: the `distribute.Topology` it trains on (default: one device).
 
     Returns:
         `(callbacks, history, divergence)`: the list for `fit`, and the two
@@ -362,6 +365,7 @@ def epoch_callbacks(model, config, run, dataset, rows):
         grid_rows = grid_cols = sample_labels = None
         # A learned prior is sampled anew each epoch (with the same seed).
         sample_z = NUM_SAMPLES if model.learned_prior else model.sample_prior(NUM_SAMPLES, seed=config.seed)
+    view = (topology or distribute.Topology()).local_view
     history = callbacks.HistoryCSV(run.history, rows)
     divergence = callbacks.StopOnNaN()
     best_so_far = min((r["val_loss"] for r in rows if "val_loss" in r), default=math.inf)
@@ -371,9 +375,10 @@ def epoch_callbacks(model, config, run, dataset, rows):
         history,
         callbacks.BestModelCheckpoint(run.best_model, best=best_so_far),
         callbacks.SampleGrid(
-            sample_z, run.samples, grid_rows, grid_cols, sample_labels, seed=config.seed
+            sample_z, run.samples, grid_rows, grid_cols, sample_labels, seed=config.seed,
+            view=view,
         ),
-        callbacks.ReconstructionGrid(images[chosen], run.reconstructions, labels),
+        callbacks.ReconstructionGrid(images[chosen], run.reconstructions, labels, view=view),
     ]
     if config.tensorboard:
         written += callbacks.tensorboard(run.logs, run.samples)
@@ -469,12 +474,24 @@ def _train_in(run, config, dataset, verbose, topology):
     rows = [row for row in run.read_history() if row["epoch"] <= done]
     if done and topology.chief:
         print(f"Resuming {run.path} after epoch {done} of {config.epochs}.")
+    scratch = None
     if topology.chief:
-        written, history, divergence = epoch_callbacks(model, config, run, dataset, rows)
+        written, history, divergence = epoch_callbacks(model, config, run, dataset, rows, topology)
+    elif topology.collectives == "jax":
+        # Keras's saving is a collective of all JAX processes: the others save
+        # when the chief does, into a scratch folder that is thrown away.
+        scratch = RunFolder(tempfile.mkdtemp(prefix="keras-vae-process-"))
+        best_so_far = min((r["val_loss"] for r in rows if "val_loss" in r), default=math.inf)
+        divergence = callbacks.StopOnNaN()
+        written = [
+            divergence,
+            callbacks.BestModelCheckpoint(scratch.best_model, best=best_so_far),
+            callbacks.RunCheckpoint(run.backup, save_dir=scratch.backup),
+        ]
     else:  # the other processes of a torch run write nothing
         divergence = callbacks.StopOnNaN()
         written = [divergence, callbacks.RunCheckpoint(run.backup, write=False)]
-    if topology.processes > 1:  # after the checkpoint is restored
+    if topology.collectives == "torch":  # after the checkpoint is restored
         written.append(callbacks.JoinProcesses(topology.rank))
     with topology.scope():
         model.fit(
@@ -486,10 +503,15 @@ def _train_in(run, config, dataset, verbose, topology):
             verbose=verbose if topology.chief else 0,
             callbacks=written,
         )
-    topology.finish()
+    if scratch is not None:  # the chief's last collective save, below
+        if divergence.diverged_epoch is None:
+            files.save_model(model, scratch.model)
+        shutil.rmtree(scratch.path, ignore_errors=True)
     if not topology.chief:
+        topology.finish()
         return None
     if divergence.diverged_epoch is not None:
+        topology.finish()
         kept = (
             f"the files of epoch {history.rows[-1]['epoch']}, the last good one, "
             f"are kept in {run.path}"
@@ -502,6 +524,7 @@ def _train_in(run, config, dataset, verbose, topology):
             f"Try a lower --learning-rate."
         )
     files.save_model(model, run.model)
+    topology.finish()  # the other processes leave; the chief goes on alone
     if config.dtype_policy != "float32" or topology.parallel:
         # Test numbers from the float32 model on one device, as saved.
         model = fresh_copy(model)

@@ -25,6 +25,7 @@ def parse_args(argv, prog=PROG):
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     parser.add_argument("--max-rows", type=int, default=evaluation.MAX_ROWS, help="latent vectors decoded per forward pass and device (memory vs. speed)")
     parser.add_argument("--devices", default="1", metavar="N|all", help="split the images over N devices (as train.py --devices; torch: under torchrun); the numbers are those of one device")
+    cli.add_process_flags(parser)
     cli.add_debug_flag(parser)
     return parser.parse_args(argv)
 
@@ -34,8 +35,9 @@ def main(argv, prog=PROG):
     for name in ("iw_samples", "max_rows"):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
+    cli.apply_process_flags(args)
     topology = distribute.setup(args.devices)  # before the backend runs anything
-    with topology.scope():  # the model's variables on every device
+    with topology.evaluation_scope():  # the model's variables on every device
         model, images, labels, dataset, binarize, split = cli.load_model_and_test_split(
             args, default_binarize="dynamic"
         )
