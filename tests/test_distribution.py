@@ -301,6 +301,12 @@ def test_bad_device_requests_are_one_line(tmp_path, backend):
             run_python([*train, "--devices", "2", "--batch-size", "127"]),
             "--batch-size 127", "2 devices",
         )
+    joining = ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0"]
+    if backend == "jax":
+        one_error_line(run_python([*train, *joining[:2]]), "give all three of --coordinator")
+        one_error_line(run_python([*train, *joining[:4], "--process-id", "2"]), "--process-id must lie in [0, 2)")
+    else:
+        one_error_line(run_python([*train, *joining]), "join JAX processes")
     assert not (tmp_path / "run").exists()  # nothing written
 
 

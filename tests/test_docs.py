@@ -11,7 +11,9 @@ from keras_vae import cli, pretrained
 from keras_vae.train import TrainConfig
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "pretrained" / "README.md"]
-COMMAND = re.compile(r"^(?:[A-Z_]+=\S+\s+)*(?:python (?:scripts/(\w+)\.py)|keras-vae (\w+))(?:\s|$)")
+COMMAND = re.compile(
+    r"^(?:[A-Z_]+=\S+\s+)*(?:(?:python|torchrun(?: --[\w-]+ \S+)*) (?:scripts/(\w+)\.py)|keras-vae (\w+))(?:\s|$)"
+)
 
 
 def code_blocks(path, language):
@@ -26,7 +28,7 @@ def commands(path):
     for text_line in path.read_text().splitlines():
         if path.name == "reliability.md" and text_line.startswith("|"):
             continue  # its table shows bad input on purpose
-        found += re.findall(r"`((?:[A-Z_]+=\S+ )*(?:python scripts/|keras-vae )[^`]*)`", text_line)
+        found += re.findall(r"`((?:[A-Z_]+=\S+ )*(?:python scripts/|torchrun [^`]*scripts/|keras-vae )[^`]*)`", text_line)
     return [line.strip() for line in found if COMMAND.match(line.strip())]
 
 
