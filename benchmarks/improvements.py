@@ -54,6 +54,12 @@ RUNS = {
     "two-layer-vamp": Run(
         "jax", ["--latent-layers", "2", "--prior", "vamp"], "two layers, VampPrior on z2"
     ),
+    "hvae-vamp-iwae": Run(
+        "jax",
+        ["--latent-layers", "2", "--prior", "vamp", "--iw-samples", "5", "--lr-schedule", "cosine"],
+        "two layers, VampPrior, IWAE k = 5, trained longer with a cosine learning rate",
+        epochs=150,
+    ),
     "conv": Run("tensorflow", ["--architecture", "conv", *ALL_TRAINING_IMAGES], "conv architecture"),
     "resnet": Run(
         "tensorflow", ["--architecture", "resnet", *ALL_TRAINING_IMAGES], "resnet architecture"
