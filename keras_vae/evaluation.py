@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vae import distribute, losses
+from keras_vae import distribute
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 # Latent vectors decoded per forward pass: one image's k = 5000 samples, the

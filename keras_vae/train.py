@@ -11,7 +11,6 @@ import dataclasses
 import datetime
 import importlib.metadata
 import importlib.util
-import json
 import math
 import platform
 import shutil
