@@ -97,7 +97,7 @@ class Topology:
         return self.devices > 1
 
     def describe(self):
-        """One line for the log, e.g. `2 devices (cpu:0, cpu:1), 1 process`."""
+        """One line for the log, e.g. `2 devices (cpu:0, cpu:1)`."""
         names = f" ({', '.join(self.names)})" if self.names else ""
         processes = f", {self.processes} processes" if self.processes > 1 else ""
         return f"{self.devices} device{'s' if self.devices > 1 else ''}{names}{processes}"
@@ -129,7 +129,14 @@ class Topology:
         return one_device()
 
     def check_batch_size(self, batch_size, flag="--batch-size"):
-        """Raises `UserError` unless the global batch splits evenly over the devices."""
+        """This process's share of the global batch.
+
+        Returns:
+            `batch_size / processes`: the batch `fit` gets in this process.
+
+        Raises:
+            UserError: the global batch does not split evenly over the devices.
+        """
         if batch_size % self.devices:
             raise UserError(
                 f"{flag} {batch_size} does not divide by the {self.devices} devices; "
