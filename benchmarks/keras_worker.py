@@ -51,7 +51,7 @@ def main():
             memory.append(rss_mb())
 
     timer = callbacks.EpochTimer()
-    joined = [callbacks.JoinProcesses(topology.rank)] if topology.collectives == "torch" else []
+    joined = topology.fit_callbacks()
     with topology.scope():
         history = model.fit(
             topology.shard(x_train), epochs=args.epochs,

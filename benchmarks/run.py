@@ -292,6 +292,10 @@ def chart(results, path):
     values = [r["seconds_per_epoch"] for r in results]
     bars = ax.bar(names, values, color=["#888888"] + ["#1f77b4"] * (len(results) - 1))
     ax.bar_label(bars, fmt="%.2f s")
+    if len(results) > 4:  # long names side by side overlap
+        ax.tick_params(axis="x", labelrotation=25)
+        for label in ax.get_xticklabels():
+            label.set_horizontalalignment("right")
     ax.set_ylabel("seconds per epoch (median)")
     ax.set_title("Training one MNIST epoch: keras_vae backends vs. a plain PyTorch loop")
     figure.savefig(path, dpi=100, bbox_inches="tight")

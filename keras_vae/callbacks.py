@@ -331,3 +331,20 @@ class JoinProcesses(keras.callbacks.Callback):
             for variable in variables:
                 dist.broadcast(variable.value.data, src=0)
         distribute.decorrelate_noise(self.model, self.rank)
+
+
+class OneStepAtATime(keras.callbacks.Callback):
+    """Waits for each training step to finish before the next is dispatched.
+
+    For JAX's virtual CPU devices (`--devices N` on a machine without
+    accelerators): they share one thread pool, and with many steps queued
+    XLA's in-process all-reduce can wait for a participant that never gets
+    a thread; its 40-second rendezvous timeout then aborts the process
+    (reproduced with `benchmarks/run.py --backends jax --devices 2` on all
+    60 000 images). Waiting for each step prevents it.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        import jax
+
+        jax.block_until_ready(logs)

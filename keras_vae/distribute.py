@@ -76,6 +76,7 @@ class Topology:
         collectives: how the processes talk outside the training step:
             `"torch"` (torch.distributed), `"jax"` (JAX's multi-process
             runtime), or None for one process.
+        virtual_cpus: True for JAX's virtual CPU devices in one process.
     """
 
     devices: int = 1
@@ -85,6 +86,21 @@ class Topology:
     strategy: object = None
     distribution: object = None
     collectives: str = None
+    virtual_cpus: bool = False
+
+    def fit_callbacks(self):
+        """The callbacks `fit` needs on this topology (after any restoring one).
+
+        torch's processes start from the chief's state (`JoinProcesses`);
+        JAX's virtual CPU devices take one step at a time (`OneStepAtATime`).
+        """
+        from keras_vae import callbacks
+
+        if self.collectives == "torch":
+            return [callbacks.JoinProcesses(self.rank)]
+        if self.virtual_cpus:
+            return [callbacks.OneStepAtATime()]
+        return []
 
     @property
     def chief(self):
@@ -359,6 +375,7 @@ def _setup_jax(requested):
         devices=count,
         names=[f"{d.platform}:{d.id}" for d in chosen],
         distribution=distribution,
+        virtual_cpus=chosen[0].platform == "cpu",
     )
 
 

@@ -490,8 +490,7 @@ def _train_in(run, config, dataset, verbose, topology):
     else:  # the other processes of a torch run write nothing
         divergence = callbacks.StopOnNaN()
         written = [divergence, callbacks.RunCheckpoint(run.backup, write=False)]
-    if topology.collectives == "torch":  # after the checkpoint is restored
-        written.append(callbacks.JoinProcesses(topology.rank))
+    written += topology.fit_callbacks()  # after the checkpoint is restored
     with topology.scope():
         model.fit(
             x_train,

@@ -43,7 +43,7 @@ with topology.scope():
     model = keras_vae.VAE(latent_dim=4, hidden_dim=32, seed=1)
     model.compile(optimizer=keras.optimizers.SGD(1e-2))
 before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
-joined = [callbacks.JoinProcesses(topology.rank)] if topology.collectives == "torch" else []
+joined = topology.fit_callbacks()
 with topology.scope():
     history = model.fit(
         topology.shard(x), batch_size=topology.check_batch_size(256), epochs=1,
