@@ -77,3 +77,13 @@ def error_lines(result):
         for line in result.stderr.splitlines()
         if line.strip() and not line.startswith(noise)
     ]
+
+
+def one_error_line(result, *fragments):
+    """Asserts a user error: exit 2, one line on stderr naming the fragments."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    lines = error_lines(result)
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, SCRIPTS, error_lines, run_python
+from conftest import ROOT, SCRIPTS, one_error_line, run_python
 from keras_vae import VAE, files, run_folder
 
 # One epoch of SGD on 512 real MNIST images in two global batches of 256, on
@@ -283,14 +283,6 @@ def test_a_killed_two_device_run_resumes_and_its_model_loads_on_one(tmp_path, ba
     # The sample grid of the last epoch is a picture, not noise: ink on black.
     grid = model.generate(64, seed=0)
     assert 0.02 < grid.mean() < 0.5
-
-
-def one_error_line(result, *fragments):
-    assert result.returncode == 2, result.stderr[-3000:]
-    lines = error_lines(result)
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_bad_device_requests_are_one_line(tmp_path, backend):

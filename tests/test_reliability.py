@@ -13,7 +13,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, SCRIPTS, error_lines, run_python, run_script
+from conftest import ROOT, SCRIPTS, one_error_line, run_script
 from keras_vae import VAE, backend as vae_backend, callbacks, files, run_folder
 from keras_vae.errors import BackendError, ModelFileError
 
@@ -21,15 +21,6 @@ TINY_RUN = [
     "--num-train", "2048", "--num-test", "256", "--hidden-dim", "64",
     "--latent-dim", "4", "--verbose", "0",
 ]
-
-
-def one_error_line(result, *fragments):
-    assert result.returncode == 2, result.stderr[-3000:]
-    lines = error_lines(result)
-    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 # Resume ----------------------------------------------------------------------
