@@ -79,6 +79,15 @@ def torch_train_step(model, data):
     return _update_trackers(model, losses)
 
 
+def _torch_processes():
+    """The number of `torch.distributed` processes training together (1 alone)."""
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return dist.get_world_size()
+
+
 def torch_mean_over_processes(tensors):
     """Replaces each tensor by its mean over the `torch.distributed` processes.
 
@@ -88,7 +97,7 @@ def torch_mean_over_processes(tensors):
     import torch
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    if _torch_processes() == 1:
         return tensors
     present = [tensor for tensor in tensors if tensor is not None]
     flat = torch.cat([tensor.reshape(-1) for tensor in present])
@@ -102,9 +111,12 @@ def torch_mean_over_processes(tensors):
 
 
 def _torch_averaged(losses):
-    """A dict of scalar losses, each averaged over the processes (detached)."""
+    """A dict of scalar losses, each averaged over the processes (detached);
+    `losses` itself for one process."""
     import torch
 
+    if _torch_processes() == 1:
+        return losses
     names = list(losses)
     values = torch.stack([losses[name].detach().float() for name in names])
     torch_mean_over_processes([values])
