@@ -37,8 +37,6 @@ import numpy as np
 from keras_vae.errors import UserError
 
 ALL = "all"
-#: Where torchrun says how many processes it started and which one this is.
-TORCHRUN_VARIABLES = ("WORLD_SIZE", "RANK", "LOCAL_RANK")
 
 
 def parse_devices(value):
@@ -310,7 +308,7 @@ def _cpu_cores():
 
 
 def _too_many(requested, present, kind):
-    noun, _, rest = kind.partition(" and ") if " and " in kind else (kind, "", "")
+    noun, _, rest = kind.partition(" and ")
     plural = "s" if present != 1 else ""
     detail = f" and {rest}" if rest else ""
     return UserError(
