@@ -21,10 +21,14 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_vae import callbacks, data, distribute, evaluation, files, losses, visualize
+from keras_vae import (
+    callbacks, data, distribute, evaluation, files, losses, pretrained, visualize,
+)
 from keras_vae.backend import import_tensorflow_quietly, list_devices
 from keras_vae.errors import UserError
-from keras_vae.model import LATENT_LAYERS, PRIORS, VAE, fresh_copy, latent_problems
+from keras_vae.model import (
+    LATENT_LAYERS, NETWORK_SETTINGS, PRIORS, VAE, fresh_copy, latent_problems,
+)
 from keras_vae.networks import ARCHITECTURES, check_architecture
 from keras_vae.run_folder import RunFolder
 
@@ -114,6 +118,11 @@ class TrainConfig:
         "constant", "constant, or cosine decay to 1%% of the learning rate over the run",
         choices=LR_SCHEDULES)
     seed: int = setting(0, "random seed (same seed and backend, same numbers)")
+    init_from: str | None = setting(
+        None, "fine-tune: start from the trained weights of a saved model (a .keras file "
+        "or a pretrained name) instead of random ones; its networks must match these "
+        "flags, the objective and optimizer settings may differ (Adam starts afresh)",
+        metavar="MODEL")
     dataset: str = setting("mnist", "the TFDS dataset", choices=data.DATASETS)
     binarize: str = setting(
         "none", "none (grey levels), dynamic (a fresh Bernoulli sample every step; the "
@@ -330,6 +339,52 @@ def build_model(config, steps_per_epoch):
     return VAE(**build_model_settings(config, steps_per_epoch))
 
 
+def load_initial_model(source):
+    """The saved `VAE` that `--init-from` names: a `.keras` file or a pretrained name.
+
+    Raises:
+        UserError: no such pretrained model, or not a keras-vae model file.
+    """
+    try:
+        if source in pretrained.names():
+            return files.load_model(pretrained.model_path(source))
+        return files.load_model(source)
+    except UserError as error:
+        raise UserError(f"--init-from: {error}") from error
+
+
+def copy_trained_weights(model, source, name):
+    """Starts `model` from the trained weights of `source` (fine-tuning).
+
+    The trainable weights are copied, in order: the networks and the
+    VampPrior's pseudo-inputs. What is not learned stays `model`'s own: the
+    KL warm-up's step count and the seed states. The objective (`--iw-samples`,
+    `--beta`, ...) may differ between the two models; the networks may not.
+
+    Args:
+        model: a freshly built `VAE`.
+        source: the saved `VAE` (`load_initial_model`).
+        name: how the user named `source`, for the message.
+
+    Raises:
+        UserError: the two models' networks differ.
+    """
+    ours, theirs = model.trainable_weights, source.trainable_weights
+    if [tuple(w.shape) for w in ours] != [tuple(w.shape) for w in theirs]:
+        wanted, saved = model.get_config(), source.get_config()
+        differ = [
+            f"{key} {saved.get(key)!r} there, {wanted[key]!r} here"
+            for key in (*NETWORK_SETTINGS, "latent_layers", "prior", "pseudo_inputs")
+            if saved.get(key) != wanted.get(key)
+        ]
+        raise UserError(
+            f"--init-from {name}: its networks differ from the ones these flags describe "
+            f"({'; '.join(differ) or 'other weight shapes'}); give its network settings"
+        )
+    for variable, value in zip(ours, theirs):
+        variable.assign(keras.ops.convert_to_numpy(value))
+
+
 def model_inputs(model, images, labels):
     """What `fit`/`evaluate` take as x: the images, with the labels if conditional."""
     return (images, labels) if model.conditional else images
@@ -415,6 +470,8 @@ def train_and_evaluate(config, output_dir, verbose="auto", topology=None):
     if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
         raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard")
     import_tensorflow_quietly()  # Keras seeds TensorFlow too, and TFDS reads the data
+    # Before the run folder is written: a bad --init-from leaves nothing behind.
+    initial = load_initial_model(config.init_from) if config.init_from else None
     keras.utils.set_random_seed(config.seed)  # the same weights in every process
     dataset = data.load_dataset(
         config.dataset,
@@ -433,10 +490,10 @@ def train_and_evaluate(config, output_dir, verbose="auto", topology=None):
             check_can_continue(config, run)  # again: another process may have run meanwhile
 
         topology.agree(claim)
-        return _train_in(run, config, dataset, verbose, topology)
+        return _train_in(run, config, dataset, verbose, topology, initial)
 
 
-def _train_in(run, config, dataset, verbose, topology):
+def _train_in(run, config, dataset, verbose, topology, initial=None):
     """`train_and_evaluate`'s work, in the locked run folder."""
     if topology.chief:
         files.remove_stale_temporaries(run.path)  # from a run killed mid-write
@@ -450,6 +507,8 @@ def _train_in(run, config, dataset, verbose, topology):
     steps_per_epoch = math.ceil(len(x_train_images) / batch_size)
     with dtype_policy(config.dtype_policy), topology.scope():
         model = build_model(config, steps_per_epoch)
+        if initial is not None:  # a resumed run's checkpoint replaces these
+            copy_trained_weights(model, initial, config.init_from)
         model.compile(  # wraps Adam in a LossScaleOptimizer under mixed_float16
             optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
             jit_compile=JIT_COMPILE[config.jit_compile],

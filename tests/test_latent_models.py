@@ -1,6 +1,7 @@
 """The VampPrior and the two-layer VAE: their densities, their likelihood
 estimates against exact integrals, training, saving and loading everywhere."""
 
+import csv
 import json
 
 import keras
@@ -8,7 +9,8 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, run_python, run_script
-from keras_vae import VAE, data, evaluation, files, losses, networks
+from keras_vae import VAE, data, evaluation, files, losses, networks, train
+from keras_vae.errors import UserError
 from keras_vae.export import serving_encoder
 
 to_numpy = keras.ops.convert_to_numpy
@@ -290,6 +292,33 @@ def test_two_layer_encoder_exports_the_posterior_of_both_layers(trained):
     assert exported[0].shape == (6, 8)
 
 
+def test_init_from_copies_the_learned_weights_for_another_objective(trained):
+    folder, models = trained
+    source, _ = models["two-layer-vamp-iwae"]
+    # Fine-tuning: the same networks, a tighter bound and a KL warm-up.
+    keras.utils.set_random_seed(7)
+    model = VAE(latent_dim=4, hidden_dim=32, dynamic_binarization=True, seed=1, latent_layers=2,
+                prior="vamp", pseudo_inputs=20, iw_samples=10, kl_warmup_steps=50)
+    assert not np.allclose(model.generate(8, seed=3), source.generate(8, seed=3), atol=1e-3)
+    train.copy_trained_weights(
+        model, train.load_initial_model(str(folder / "two-layer-vamp-iwae.keras")), "it"
+    )
+    np.testing.assert_allclose(model.generate(8, seed=3), source.generate(8, seed=3), atol=1e-6)
+    assert model.iw_samples == 10 and float(model.warmup_step.numpy()) == 0  # its own
+
+
+def test_init_from_refuses_other_networks_and_files(trained, tmp_path):
+    folder, models = trained
+    other = VAE(latent_dim=4, hidden_dim=32, latent_layers=2)  # no VampPrior
+    with pytest.raises(UserError, match="prior 'vamp' there, 'normal' here"):
+        train.copy_trained_weights(other, models["vamp"][0], "vamp.keras")
+    (tmp_path / "notes.keras").write_text("not a model")
+    with pytest.raises(UserError, match="^--init-from: .*notes.keras: not a .keras model file"):
+        train.load_initial_model(str(tmp_path / "notes.keras"))
+    with pytest.raises(UserError, match="--init-from: .*no such file"):
+        train.load_initial_model("no-such-model")
+
+
 GENERATE_IN_CHILD = """
 import sys, numpy as np, keras_vae
 for path in sys.argv[2:]:
@@ -333,3 +362,19 @@ def test_train_script_trains_a_two_layer_vamp_model_on_the_validation_split(tmp_
     assert evaluated.returncode == 0, evaluated.stderr[-3000:]
     assert "validation split (64 images" in evaluated.stdout
     assert json.loads((tmp_path / "val.json").read_text())["latent_dim"] == 8  # z1 and z2
+    # Fine-tuning it on a tighter bound starts where it ended, not from scratch.
+    tuned = tmp_path / "tuned"
+    result = run_script(
+        "train.py", "--binarize", "dynamic", "--epochs", "1", "--num-train", "512",
+        "--num-test", "128", "--latent-layers", "2", "--prior", "vamp", "--pseudo-inputs", "10",
+        "--latent-dim", "4", "--hidden-dim", "32", "--iw-samples", "5",
+        "--init-from", run / "model.keras", "--output-dir", tuned,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    saved = json.loads((tuned / "config.json").read_text())["config"]
+    assert saved["init_from"] == str(run / "model.keras")
+    first = [
+        float(next(csv.DictReader((folder / "history.csv").open()))["val_neg_elbo"])
+        for folder in (run, tuned)
+    ]
+    assert first[1] < first[0] - 20, first
