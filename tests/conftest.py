@@ -25,6 +25,21 @@ import keras  # noqa: E402
 from keras_vae import data  # noqa: E402
 
 
+def pytest_collection_modifyitems(config, items):
+    """Leaves out the tests marked `any_backend` when `KERAS_VAE_ONCE_DONE` is set.
+
+    Their result does not depend on `KERAS_BACKEND` (they prepare data from
+    files, or run a benchmark that picks its own backend): `tests/run.sh`
+    runs them with the first backend only.
+    """
+    if not os.environ.get("KERAS_VAE_ONCE_DONE"):
+        return
+    once = [item for item in items if item.get_closest_marker("any_backend")]
+    if once:
+        config.hook.pytest_deselected(items=once)
+        items[:] = [item for item in items if not item.get_closest_marker("any_backend")]
+
+
 @pytest.fixture(scope="session")
 def backend():
     return keras.backend.backend()

@@ -91,6 +91,7 @@ def test_rounds_combine_into_medians_and_same_round_ratios():
     assert jax["iwae_seconds"] == 30.0  # measured in the first round only
 
 
+@pytest.mark.any_backend  # the script sets its own backend
 def test_torch_step_breakdown_prints_every_part():
     result = run_python([str(ROOT / "benchmarks" / "torch_step.py"), "--repeats", "2"])
     assert result.returncode == 0, result.stderr[-2000:]
@@ -111,6 +112,7 @@ def test_torch_step_breakdown_prints_every_part():
     assert "matrix products per forward + backward: 14 in keras_vae, 14 in the loop" in result.stdout
 
 
+@pytest.mark.any_backend  # the script sets its own backend
 def test_jax_step_breakdown_prints_every_part():
     result = run_python([str(ROOT / "benchmarks" / "jax_step.py"), "--repeats", "2"])
     assert result.returncode == 0, result.stderr[-2000:]
