@@ -10,6 +10,9 @@ from conftest import SHARED
 from keras_vae import data
 from keras_vae.errors import DataUnavailableError
 
+# NumPy arrays from TFDS, whatever the backend: tests/run.sh runs them once.
+pytestmark = pytest.mark.any_backend
+
 
 def test_arrays_are_scaled_images_with_labels(mnist_subset):
     assert mnist_subset.x_train.shape == (2000, 28, 28, 1)
@@ -19,7 +22,6 @@ def test_arrays_are_scaled_images_with_labels(mnist_subset):
     assert set(np.unique(mnist_subset.y_test)) == set(range(10))
 
 
-@pytest.mark.any_backend  # TFDS prepares the data, whatever the backend
 @pytest.mark.skipif(not (SHARED / "data" / "mnist").is_dir(), reason="needs ../shared/data/mnist")
 def test_manual_dir_prepares_the_same_data_offline(tmp_path, mnist_subset):
     manual = data.load_dataset(
@@ -50,7 +52,6 @@ def write_idx_files(folder, counts=(("train", 60000), ("t10k", 10000))):
 
 
 @pytest.mark.slow
-@pytest.mark.any_backend
 def test_manual_dir_prepares_the_data_from_the_original_files(tmp_path, monkeypatch):
     from tensorflow_datasets.core.download.download_manager import DownloadManager
 
