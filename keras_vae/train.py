@@ -347,7 +347,7 @@ def load_initial_model(source):
     """
     try:
         if source in pretrained.names():
-            return files.load_model(pretrained.model_path(source))
+            return pretrained.load_pretrained(source)
         return files.load_model(source)
     except UserError as error:
         raise UserError(f"--init-from: {error}") from error
