@@ -124,14 +124,14 @@ def evaluate_command(name, args):
 
 def parameters(name, row, args):
     """The row's parameter count, from its flags (nothing is built)."""
-    from keras_vae import cli
-    from keras_vae.model import VAE
-    from keras_vae.train import TrainConfig, build_model_settings
+    from keras_vae.cli import flags as cli
+    from keras_vae.model import ModelConfig
+    from keras_vae.run.config import TrainConfig, build_model_settings
 
     parser = cli.ArgumentParser()
     cli.add_config_flags(parser, TrainConfig)
     config = cli.config_from_args(TrainConfig, parser.parse_args(train_command(name, row, args)[1:-4]))
-    return VAE.parameter_count(build_model_settings(config))
+    return ModelConfig(**build_model_settings(config)).parameter_count()
 
 
 def measure(name, args):

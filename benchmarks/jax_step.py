@@ -29,7 +29,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 from keras.src.trainers.data_adapters.array_data_adapter import ArrayDataAdapter  # noqa: E402
 
-from keras_vae import VAE, steps  # noqa: E402
+from keras_vae import VAE, engines  # noqa: E402
 from timing import milliseconds  # noqa: E402
 
 
@@ -61,7 +61,7 @@ def model_parts(images, batch_size, repeats):
         wait(logs)
 
     def loss(trainable, non_trainable, images):
-        return steps._jax_losses(model, trainable, non_trainable, images, True)[0]
+        return engines.current.stateless_losses(model, trainable, non_trainable, images, True)[0]
 
     forward, gradient = jax.jit(loss), jax.jit(jax.grad(loss))
     gradients = gradient(trainable, non_trainable, batch)

@@ -12,7 +12,8 @@ import time
 import keras
 import numpy as np
 
-from keras_vae import VAE, callbacks, distribute, evaluation
+from keras_vae import VAE, engines, evaluation
+from keras_vae.run import callbacks
 from memory import peak_rss_mb, rss_mb
 
 
@@ -32,7 +33,7 @@ def main():
     parser.add_argument("--callback-dir", required=True)
     parser.add_argument("--devices", default="1", help="data parallel over N devices (torch: under torchrun)")
     args = parser.parse_args()
-    topology = distribute.setup(args.devices)  # before the backend runs anything
+    topology = engines.setup(args.devices)  # before the backend runs anything
 
     arrays = np.load(args.data)
     x_train, x_test, y_test = arrays["x_train"], arrays["x_test"], arrays["y_test"]
@@ -51,7 +52,7 @@ def main():
             memory.append(rss_mb())
 
     timer = callbacks.EpochTimer()
-    joined = topology.fit_callbacks()
+    joined = topology.callbacks()
     with topology.scope():
         history = model.fit(
             topology.shard(x_train), epochs=args.epochs,

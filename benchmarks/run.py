@@ -140,7 +140,7 @@ def main():
     args = parse_args()
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from keras_vae import VAE, data, files
+    from keras_vae import VAE, data
     from keras_vae.errors import UserError
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]
@@ -153,7 +153,7 @@ def main():
         arrays = Path(folder) / "mnist.npz"
         np_save(arrays, dataset)
         model_path = Path(folder) / "model.keras"
-        files.save_model(VAE(), model_path)
+        save_model(VAE(), model_path)
         rounds = []
         for round_index in range(args.rounds):
             first = round_index == 0

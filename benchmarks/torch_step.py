@@ -31,7 +31,7 @@ from torch.utils._python_dispatch import TorchDispatchMode  # noqa: E402
 
 import torch_loop  # noqa: E402
 from timing import milliseconds, warm_up  # noqa: E402
-from keras_vae import VAE, steps  # noqa: E402
+from keras_vae import VAE, engines  # noqa: E402
 
 
 class _ProductTimer(TorchDispatchMode):
@@ -103,7 +103,7 @@ def keras_parts(images, repeats):
 
     def fused_adam():
         with torch.no_grad():
-            steps.torch_fused_adam(model.optimizer, gradients, variables)
+            engines.current.fused_adam(model.optimizer, gradients, variables)
 
     products_ms, products = matrix_products(forward_backward, repeats)
     return {
@@ -119,7 +119,7 @@ def keras_parts(images, repeats):
         "matrix products in forward + backward": products_ms,
         "Adam: Keras's optimizer.apply": milliseconds(keras_adam, repeats),
         "Adam: fused (what the step uses)": milliseconds(fused_adam, repeats),
-        "loss trackers": milliseconds(lambda: steps._update_trackers(model, losses), repeats),
+        "loss trackers": milliseconds(lambda: engines.common.update_trackers(model, losses), repeats),
         "whole train_step": milliseconds(lambda: model.train_step(images), repeats),
     }
 

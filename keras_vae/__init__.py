@@ -35,8 +35,6 @@ from keras_vae.errors import (  # noqa: E402
     ModelFileError,
     UserError,
 )
-from keras_vae import files  # noqa: E402
-from keras_vae.files import load_model, save_model  # noqa: E402
 from keras_vae.layers import Sampling  # noqa: E402
 from keras_vae.losses import (  # noqa: E402
     elbo_losses,
@@ -45,7 +43,7 @@ from keras_vae.losses import (  # noqa: E402
     objective,
     reconstruction_loss,
 )
-from keras_vae.model import VAE  # noqa: E402
+from keras_vae.model import VAE, ModelConfig, load_model, save_model  # noqa: E402
 from keras_vae.networks import build_decoder, build_encoder  # noqa: E402
 from keras_vae.pretrained import load_pretrained  # noqa: E402
 
@@ -55,6 +53,7 @@ __all__ = [
     "VAE",
     "BackendError",
     "DataUnavailableError",
+    "ModelConfig",
     "ModelFileError",
     "Sampling",
     "UserError",

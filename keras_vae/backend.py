@@ -45,19 +45,6 @@ def check_backend(environ=os.environ):
     return name
 
 
-def list_devices():
-    """The devices Keras computes on, e.g. `["cpu:0"]` or `["cuda:0"]`."""
-    import keras
-
-    if keras.backend.backend() == "torch":  # no keras.distribution support
-        import torch
-
-        if torch.cuda.is_available():
-            return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-        return ["cpu:0"]
-    return keras.distribution.list_devices()
-
-
 #: TensorFlow's C++ log level that keras-vae sets unless the user set one:
 #: errors that matter reach Python as exceptions; the lines it hides are the
 #: CUDA probe's on a machine without a GPU, which read like failures.

@@ -29,7 +29,8 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vae import distribute
+from keras_vae import losses
+from keras_vae.parallel import Topology, batch_multiple, pad_rows
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 # Latent vectors decoded per forward pass: one image's k = 5000 samples, the
@@ -47,8 +48,8 @@ class ImportanceSampler(keras.Model):
 
     Returns:
         A tuple of `log p(x|z_i)` `(b, k)`, `log p(z_i) - log q(z_i|x)`
-        `(b, k)`, and the KL term of each image `(b,)` (see
-        `VAE.importance_terms`).
+        `(b, k)`, and the KL term of each image `(b,)`: analytic for the
+        one-layer N(0, I) model, else the mean over these k samples.
     """
 
     def __init__(self, vae, **kwargs):
@@ -57,7 +58,18 @@ class ImportanceSampler(keras.Model):
 
     def call(self, inputs):
         images, epsilon, *condition = inputs
-        return self.vae.importance_terms(images, epsilon, condition[0] if condition else None)
+        condition = condition[0] if condition else None
+        vae = self.vae
+        if vae.analytic_kl:
+            z_mean, z_log_var = vae.encode_tensors(images, condition)
+            z = z_mean[:, None, :] + ops.exp(0.5 * z_log_var[:, None, :]) * epsilon
+            log_px_given_z, log_prior_ratio = losses.importance_log_terms(
+                images, vae.decode_samples(z, condition), z, z_mean, z_log_var
+            )
+            return log_px_given_z, log_prior_ratio, losses.kl_divergence(z_mean, z_log_var)
+        z, log_prior_ratio, _, _ = vae.latents.sample(images, ops.shape(epsilon)[1], epsilon)
+        log_px_given_z = -losses.reconstruction_loss(images[:, None], vae.decode_samples(z))
+        return log_px_given_z, log_prior_ratio, -ops.mean(log_prior_ratio, axis=1)
 
 
 def _logmeanexp(values, axis):
@@ -87,7 +99,7 @@ def evaluate_likelihood(
         seed: seed of NumPy's generator for the noise.
         max_rows: latent vectors per forward pass and device (memory vs. speed).
         verbose: 1 shows a progress bar over the images.
-        topology: a `distribute.Topology` to split the images over: each
+        topology: a `parallel.Topology` to split the images over: each
             pass takes one batch per device, and the processes of a torch
             run take turns (default: one device).
 
@@ -97,7 +109,7 @@ def evaluate_likelihood(
         `active_units` (a count, over the `code_dim` units of z), `latent_dim`
         (`code_dim`: all layers), `iw_samples`, `num_examples`, `seed`.
     """
-    topology = topology or distribute.Topology()
+    topology = topology or Topology()
     images = np.asarray(images, dtype="float32")
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
@@ -137,7 +149,7 @@ def evaluate_likelihood(
     nll, reconstruction, kl = topology.sum_over_processes(per_image)
     iw_nll = float(nll.mean())
     with topology.evaluation_scope():
-        z_means, _ = vae.encode(images, labels)
+        z_means = encoded_means(vae, images, labels)
     return {
         "neg_elbo": float((reconstruction + kl).mean()),
         "reconstruction": float(reconstruction.mean()),
@@ -168,10 +180,10 @@ def _importance_pass(sampler, pending, condition, iw_samples, chunk):
     if condition is not None:
         extra = [np.concatenate([condition[start : start + n] for (start, _, _), n in zip(pending, sizes)])]
     rows = len(x)
-    multiple = distribute.batch_multiple()
-    x, _ = distribute.pad_rows(x, multiple)
-    epsilon, _ = distribute.pad_rows(epsilon, multiple)
-    extra = [distribute.pad_rows(e, multiple)[0] for e in extra]
+    multiple = batch_multiple()
+    x, _ = pad_rows(x, multiple)
+    epsilon, _ = pad_rows(epsilon, multiple)
+    extra = [pad_rows(e, multiple)[0] for e in extra]
     log_weights, log_px, kl_sum = [], [], 0.0
     for first in range(0, iw_samples, chunk):
         count = min(chunk, iw_samples - first)
@@ -190,6 +202,17 @@ def _importance_pass(sampler, pending, condition, iw_samples, chunk):
         (start, nll[a:b], reconstruction[a:b], kl[a:b])
         for (start, _, _), a, b in zip(pending, bounds[:-1], bounds[1:])
     ]
+
+
+def encoded_means(vae, images, labels=None, batch_size=512):
+    """`vae.encode(images)`'s means, on one device or split over many (the
+    rows padded to a multiple of the devices and the padding dropped)."""
+    multiple = batch_multiple()
+    padded, n = pad_rows(images, multiple)
+    if labels is not None:
+        labels = pad_rows(np.asarray(labels), multiple)[0]
+    z_means, _ = vae.encode(padded, labels, batch_size=max(multiple, batch_size - batch_size % multiple))
+    return z_means[:n]
 
 
 def active_units(z_means, threshold=ACTIVE_UNIT_THRESHOLD):

@@ -20,7 +20,7 @@ the one-hot label, joined to the features before the hidden Dense layer.
 import math
 
 import keras
-from keras import layers
+from keras import layers, ops
 
 IMAGE_SHAPE = (28, 28, 1)
 ARCHITECTURES = ("mlp", "conv", "resnet")
@@ -51,6 +51,18 @@ def check_architecture(architecture, filters, blocks, image_shape=IMAGE_SHAPE):
         )
     if architecture == "resnet" and blocks <= 0:
         raise ValueError(f"blocks must be > 0 for the resnet, got {blocks}")
+
+
+def float32(outputs):
+    """A network's output tensor(s) in float32.
+
+    Under a mixed dtype policy (`mixed_bfloat16`, `mixed_float16`) the
+    networks compute in 16 bits; the objective, the densities and the
+    likelihood are computed from their outputs in float32.
+    """
+    if isinstance(outputs, (list, tuple)):
+        return [ops.cast(tensor, "float32") for tensor in outputs]
+    return ops.cast(outputs, "float32")
 
 
 def _dense(inputs, units):
@@ -96,8 +108,8 @@ def decoder_parameter_count(*, latent_dim, hidden_dim, image_shape, architecture
 def parameter_count(**settings):
     """The number of weights of `build_encoder` plus `build_decoder`, by arithmetic.
 
-    Nothing is built: `files.load_model` uses it (through
-    `VAE.parameter_count`) to refuse a model file whose settings ask for more
+    Nothing is built: the safe loader uses it (through
+    `ModelConfig.parameter_count`) to refuse a model file whose settings ask for more
     weights than the file holds, before allocating any. The tests check it
     against `count_params()` of the built networks.
 

@@ -25,7 +25,7 @@ from PIL import Image, ImageDraw
 
 from keras_vae import images as grids
 from keras_vae.files import atomic_path
-from keras_vae.run_folder import RunFolder, read_history
+from keras_vae.run.folder import RunFolder, read_history
 
 
 def _save(figure, path):

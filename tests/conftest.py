@@ -7,6 +7,7 @@ command runs it once per backend.
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -40,6 +41,16 @@ def pytest_collection_modifyitems(config, items):
         items[:] = [item for item in items if not item.get_closest_marker("any_backend")]
 
 
+# Child processes this pass started: count and seconds, printed at the end.
+CHILDREN = {"count": 0, "seconds": 0.0}
+
+
+def pytest_terminal_summary(terminalreporter):
+    terminalreporter.write_line(
+        f"child processes: {CHILDREN['count']}, {CHILDREN['seconds']:.0f} s"
+    )
+
+
 @pytest.fixture(scope="session")
 def backend():
     return keras.backend.backend()
@@ -69,14 +80,19 @@ def run_python(args, backend=None, env=None, timeout=600, cwd=None):
             child_env.pop(key, None)
         else:
             child_env[key] = value
-    return subprocess.run(
-        [sys.executable, *map(str, args)],
-        env=child_env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=cwd or ROOT,
-    )
+    start = time.perf_counter()
+    try:
+        return subprocess.run(
+            [sys.executable, *map(str, args)],
+            env=child_env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=cwd or ROOT,
+        )
+    finally:
+        CHILDREN["count"] += 1
+        CHILDREN["seconds"] += time.perf_counter() - start
 
 
 def run_script(name, *args, **kwargs):

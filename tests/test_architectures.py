@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, run_python
-from keras_vae import VAE, build_decoder, build_encoder, files, networks
+from keras_vae.model import load_model, save_model
+from keras_vae import VAE, build_decoder, build_encoder, networks
 from keras_vae.networks import ARCHITECTURES
 
 # Small widths keep the suite fast; the layers are those of the defaults.
@@ -26,7 +27,7 @@ DECODE_IN_CHILD = """
 import sys, json, keras, numpy as np, keras_vae
 z = np.load(sys.argv[1])
 for path in sys.argv[3:]:
-    model = keras_vae.files.load_model(path)
+    model = keras_vae.load_model(path)
     labels = np.arange(len(z)) % 10 if model.conditional else None
     np.save(path + "." + sys.argv[2] + ".npy", model.decode(z, labels))
     if model.kl_warmup_steps:
@@ -79,7 +80,7 @@ def trained(mnist_subset, tmp_path_factory):
         inputs = (x, y) if model.conditional else x
         held = (x[:256], y[:256]) if model.conditional else x[:256]
         history = model.fit(inputs, epochs=2, batch_size=32, verbose=0, validation_data=(held,))
-        files.save_model(model, folder / f"{name}.keras")
+        save_model(model, folder / f"{name}.keras")
         models[name] = (model, history.history)
     z = models["conv"][0].sample_prior(20, seed=3)
     np.save(folder / "z.npy", z)
@@ -101,7 +102,7 @@ def test_variants_train_and_log_objective_and_elbo(trained, name):
 def test_variants_round_trip_in_process(trained, name):
     folder, z, models = trained
     model, _ = models[name]
-    loaded = files.load_model(folder / f"{name}.keras")
+    loaded = load_model(folder / f"{name}.keras")
     assert loaded.get_config() == model.get_config()
     assert json.loads(json.dumps(model.get_config())) == model.get_config()
     labels = np.arange(len(z)) % 10 if model.conditional else None

@@ -18,7 +18,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SCRIPTS, one_error_line, run_python
-from keras_vae import VAE, files, run_folder
+from keras_vae.model import load_model, save_model
+from keras_vae import VAE
+from keras_vae.run import folder as run_folder
 
 # One epoch of SGD on 512 real MNIST images in two global batches of 256, on
 # N devices (argv[1]) or, with argv[3] == "keras", under the Keras convention
@@ -29,10 +31,11 @@ PARITY_WORKER = """
 import sys
 import numpy as np
 import keras_vae
-from keras_vae import callbacks, data, distribute
+from keras_vae import data, engines
+from keras_vae.run.trainer import local_view
 
 devices, out, mode = sys.argv[1], sys.argv[2], sys.argv[3]
-topology = distribute.setup(devices)
+topology = engines.setup(devices)
 import keras
 if mode == "keras":
     keras.distribution.set_distribution(topology.distribution)
@@ -43,13 +46,13 @@ with topology.scope():
     model = keras_vae.VAE(latent_dim=4, hidden_dim=32, seed=1)
     model.compile(optimizer=keras.optimizers.SGD(1e-2))
 before = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
-joined = topology.fit_callbacks()
+joined = topology.callbacks()
 with topology.scope():
     history = model.fit(
         topology.shard(x), batch_size=topology.check_batch_size(256), epochs=1,
         shuffle=False, verbose=0, callbacks=joined,
     )
-    with topology.local_view(model) as local:
+    with local_view(topology)(model) as local:
         images = local.generate(16, seed=3)
 after = [keras.ops.convert_to_numpy(w) for w in model.trainable_weights]
 update = np.concatenate([(a - b).ravel() for a, b in zip(after, before)])
@@ -106,7 +109,7 @@ def test_two_devices_take_the_one_device_step(tmp_path, backend, mode):
         assert norm_two / norm_one == pytest.approx(1.0, abs=0.05)
         assert float(two["loss"]) == pytest.approx(float(one["loss"]), rel=0.05)
     # Saved on two devices, loaded on one: the images the two devices made.
-    images = files.load_model(saved).generate(16, seed=3)
+    images = load_model(saved).generate(16, seed=3)
     np.testing.assert_allclose(images, two["images"], atol=1e-5)
 
 
@@ -140,7 +143,7 @@ def test_two_jax_processes_train_like_one_process_with_two_devices(tmp_path, bac
     norm = np.linalg.norm(two_devices["update"])
     assert np.linalg.norm(chief["update"]) / norm == pytest.approx(1.0, abs=0.05)
     assert float(chief["loss"]) == pytest.approx(float(two_devices["loss"]), rel=0.05)
-    images = files.load_model(f"{out}.keras").generate(16, seed=3)
+    images = load_model(f"{out}.keras").generate(16, seed=3)
     np.testing.assert_allclose(images, chief["images"], atol=1e-5)
 
 
@@ -188,7 +191,7 @@ def test_mirrored_strategy_update_equals_the_one_device_update(backend):
 @pytest.mark.slow
 def test_evaluation_on_two_devices_gives_the_one_device_numbers(tmp_path, backend):
     model_path = tmp_path / "model.keras"
-    files.save_model(VAE(latent_dim=4, hidden_dim=32, seed=0), model_path)
+    save_model(VAE(latent_dim=4, hidden_dim=32, seed=0), model_path)
     results = []
     for devices in (1, 2):
         out = tmp_path / f"eval-{devices}.json"
@@ -276,7 +279,7 @@ def test_a_killed_two_device_run_resumes_and_its_model_loads_on_one(tmp_path, ba
     metrics = json.loads((folder / "metrics.json").read_text())
     # 2001 images, cut to 2000 on two devices; global batches of 128: 16 steps an epoch.
     assert metrics["num_train"] == (2000 if devices == 2 else 2001)
-    model = files.load_model(folder / "model.keras")
+    model = load_model(folder / "model.keras")
     assert int(model.optimizer.iterations) == 5 * 16
     assert np.isfinite(metrics["test_loss"])
     assert not (folder / "backup").exists() and not (folder / ".lock").exists()
@@ -322,12 +325,12 @@ def test_torchrun_with_another_device_count_is_refused(tmp_path, backend):
 
 def test_predictions_of_any_size_under_a_data_parallel_distribution(backend):
     # Keras's JAX DataParallel splits every batch evenly; keras-vae pads.
-    from keras_vae import distribute
+    from keras_vae import parallel
 
-    assert distribute.pad_rows(np.arange(5), 4)[0].tolist() == [0, 1, 2, 3, 4, 4, 4, 4]
-    assert distribute.pad_rows(np.arange(4), 4)[1] == 4
-    topology = distribute.Topology(devices=2, processes=2, rank=1)
+    assert parallel.pad_rows(np.arange(5), 4)[0].tolist() == [0, 1, 2, 3, 4, 4, 4, 4]
+    assert parallel.pad_rows(np.arange(4), 4)[1] == 4
+    topology = parallel.Topology(devices=2, processes=2, rank=1)
     assert topology.shard(np.arange(7)).tolist() == [1, 3, 5]
     assert topology.check_batch_size(128) == 64
-    assert distribute.batch_multiple() == 1  # none set in this process
+    assert parallel.batch_multiple() == 1  # none set in this process
     assert keras.distribution.distribution() is None

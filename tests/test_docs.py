@@ -7,8 +7,9 @@ import shlex
 import pytest
 
 from conftest import ROOT, run_python, run_script
-from keras_vae import cli, pretrained
-from keras_vae.train import TrainConfig
+from keras_vae import pretrained
+from keras_vae.cli import flags as cli
+from keras_vae.run.config import TrainConfig
 
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "pretrained" / "README.md"]
 COMMAND = re.compile(
@@ -51,7 +52,7 @@ def test_every_command_parses_as_written(where, line):
     args = [a for a in args if a not in ("&&",)]
     if "<" in line:  # a placeholder such as runs/<run>: parse the flags only
         args = [a if "<" not in a else "runs/x/model.keras" for a in args]
-    module = importlib.import_module(f"keras_vae.commands.{name}")
+    module = importlib.import_module(f"keras_vae.cli.{name}")
     if "--help" in args:
         with pytest.raises(SystemExit) as done:
             module.parse_args(args)

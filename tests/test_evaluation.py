@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from conftest import BACKENDS, run_script
-from keras_vae import VAE, data, evaluation, files, visualize
+from keras_vae.model import load_model, save_model
+from keras_vae import VAE, data, evaluation, visualize
 from keras_vae.layers import DynamicBinarization
 
 
@@ -144,8 +145,8 @@ def test_dynamic_binarization_model_trains_saves_and_loads(mnist_subset, tmp_pat
     assert history["loss"][-1] < history["loss"][0]
     outputs = model(mnist_subset.x_train[:4], training=True)
     assert set(np.unique(keras.ops.convert_to_numpy(outputs["targets"]))) <= {0.0, 1.0}
-    files.save_model(model, tmp_path / "m.keras")
-    loaded = files.load_model(tmp_path / "m.keras")
+    save_model(model, tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
     assert loaded.dynamic_binarization and loaded.get_config() == model.get_config()
 
 
@@ -166,7 +167,7 @@ def test_latent_axes_are_the_dims_in_two_dimensions():
 def saved_model(one_dim_model, tmp_path_factory):
     model, _ = one_dim_model
     path = tmp_path_factory.mktemp("model") / "model.keras"
-    files.save_model(model, path)
+    save_model(model, path)
     return path
 
 

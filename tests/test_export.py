@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from conftest import run_python, run_script
-from keras_vae import VAE, export, files
+from keras_vae.model import load_model, save_model
+from keras_vae import VAE, export
 
 pytestmark = pytest.mark.slow
 
@@ -39,7 +40,7 @@ print(json.dumps(outputs))
 def saved_model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("export")
     model = VAE(latent_dim=3, hidden_dim=16, seed=0)
-    files.save_model(model, folder / "model.keras")
+    save_model(model, folder / "model.keras")
     return folder / "model.keras"
 
 
@@ -54,7 +55,7 @@ def test_exported_networks_match_the_model_without_keras_vae(saved_model, backen
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stderr.strip() == "", result.stderr[-3000:]  # no exporter noise
 
-    model = files.load_model(saved_model)
+    model = load_model(saved_model)
     rng = np.random.default_rng(0)
     z = rng.standard_normal((5, 3)).astype("float32")  # a batch size never traced
     images = rng.random((5, 28, 28, 1)).astype("float32")

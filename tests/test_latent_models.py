@@ -9,7 +9,10 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, run_python, run_script
-from keras_vae import VAE, data, evaluation, files, losses, networks, train
+from keras_vae.model import load_model, save_model
+from keras_vae import VAE, data, evaluation, losses, networks
+from keras_vae.model import ModelConfig
+from keras_vae.run import trainer as train
 from keras_vae.errors import UserError
 from keras_vae.export import serving_encoder
 
@@ -52,7 +55,7 @@ def test_mixture_density_is_the_mean_of_its_components():
 @pytest.mark.parametrize("name", list(VARIANTS))
 def test_parameter_count_is_the_built_model(name):
     model = VAE(latent_dim=3, hidden_dim=16, **VARIANTS[name])
-    assert VAE.parameter_count(model.get_config()) == model.count_params()
+    assert ModelConfig.from_dict(model.get_config()).parameter_count() == model.count_params()
 
 
 @pytest.mark.parametrize(
@@ -125,7 +128,7 @@ def test_images(mnist_subset):
 
 def exact_vamp_nll(model, images):
     """-log integral p(x|z) (1/2) sum_k q(z|u_k) dz, on a grid finer than every density."""
-    means, log_vars = (to_numpy(t).astype("float64")[:, 0] for t in model.prior_components())
+    means, log_vars = (to_numpy(t).astype("float64")[:, 0] for t in model.latents.prior.components())
     post_mean, post_log_var = (a[:, 0].astype("float64") for a in model.encode(images))
     stds = np.exp(0.5 * np.concatenate([log_vars, post_log_var]))
     centers = np.concatenate([means, post_mean])
@@ -236,7 +239,7 @@ def trained(mnist_subset, tmp_path_factory):
         model = VAE(latent_dim=4, hidden_dim=32, dynamic_binarization=True, seed=1, **settings)
         model.compile(optimizer=keras.optimizers.Adam(3e-3))
         history = model.fit(x, epochs=2, batch_size=32, verbose=0, validation_data=(x[:256],))
-        files.save_model(model, folder / f"{name}.keras")
+        save_model(model, folder / f"{name}.keras")
         models[name] = (model, history.history)
     return folder, models
 
@@ -259,7 +262,7 @@ def test_variants_train_and_log_a_monte_carlo_kl(trained, name):
 def test_variants_round_trip_and_generate(trained, name):
     folder, models = trained
     model, _ = models[name]
-    loaded = files.load_model(folder / f"{name}.keras")
+    loaded = load_model(folder / f"{name}.keras")
     assert loaded.get_config() == model.get_config()
     np.testing.assert_allclose(loaded.generate(8, seed=3), model.generate(8, seed=3), atol=1e-6)
     assert model.sample_prior(8, seed=3).shape == (8, model.code_dim)
@@ -272,8 +275,8 @@ def test_variants_round_trip_and_generate(trained, name):
 def test_vamp_samples_come_from_the_pseudo_inputs_components(trained):
     _, models = trained
     model, _ = models["vamp"]
-    means, log_vars = (to_numpy(t) for t in model.prior_components())
-    pseudo = to_numpy(model.pseudo_images())
+    means, log_vars = (to_numpy(t) for t in model.latents.prior.components())
+    pseudo = to_numpy(model.latents.prior.pseudo_images())
     assert pseudo.shape == (20, 28, 28, 1) and pseudo.min() >= 0 and pseudo.max() <= 1
     z = model.sample_prior(4000, seed=0)
     # The draws' mean and variance are the mixture's.
@@ -322,7 +325,7 @@ def test_init_from_refuses_other_networks_and_files(trained, tmp_path):
 GENERATE_IN_CHILD = """
 import sys, numpy as np, keras_vae
 for path in sys.argv[2:]:
-    np.save(path + "." + sys.argv[1] + ".npy", keras_vae.files.load_model(path).generate(16, seed=5))
+    np.save(path + "." + sys.argv[1] + ".npy", keras_vae.load_model(path).generate(16, seed=5))
 """
 
 

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 
 from conftest import run_script
-from keras_vae import VAE, evaluation, files
+from keras_vae.model import load_model, save_model
+from keras_vae import VAE, evaluation
 from keras_vae.model import fresh_copy
-from keras_vae.train import dtype_policy
+from keras_vae.run.trainer import dtype_policy
 
 to_numpy = keras.ops.convert_to_numpy
 SETTINGS = dict(latent_dim=4, hidden_dim=32, seed=0)
@@ -97,5 +98,5 @@ def test_train_script_with_mixed_bfloat16_saves_a_float32_model(tmp_path):
     assert json.loads((run / "config.json").read_text())["config"]["dtype_policy"] == "mixed_bfloat16"
     metrics = json.loads((run / "metrics.json").read_text())
     assert np.isfinite([metrics["test_loss"], metrics["test_iw_nll"]]).all()
-    loaded = files.load_model(run / "model.keras")
+    loaded = load_model(run / "model.keras")
     assert loaded.decoder.layers[-2].compute_dtype == "float32"

@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, run_python
-from keras_vae import VAE, files
+from keras_vae.model import load_model, save_model
+from keras_vae import VAE
 
 DECODE_IN_CHILD = """
 import sys, numpy as np, keras_vae
-model = keras_vae.files.load_model(sys.argv[1])
+model = keras_vae.load_model(sys.argv[1])
 np.save(sys.argv[3], model.decode(np.load(sys.argv[2])))
 """
 
@@ -108,8 +109,8 @@ def test_every_layer_is_built_at_construction(settings, tmp_path):
     # call, while any layer is unbuilt (it made the likelihood 5x slower).
     model = VAE(latent_dim=3, hidden_dim=16, **settings)
     path = tmp_path / "model.keras"
-    files.save_model(model, path)
-    for instance in (model, files.load_model(path)):
+    save_model(model, path)
+    for instance in (model, load_model(path)):
         assert [layer.name for layer in instance._flatten_layers() if not layer.built] == []
 
 
@@ -118,7 +119,7 @@ def saved(trained, tmp_path_factory):
     model, _ = trained
     folder = tmp_path_factory.mktemp("saved")
     path = folder / "model.keras"
-    files.save_model(model, path)
+    save_model(model, path)
     z = model.sample_prior(16, seed=0)
     np.save(folder / "z.npy", z)
     return path, folder, model.decode(z)
@@ -140,7 +141,7 @@ def test_saved_model_decodes_the_same_under_every_backend(saved, child_backend, 
 def test_load_in_process_keeps_weights_and_optimizer(saved, trained):
     path, _, expected = saved
     model, _ = trained
-    loaded = files.load_model(path)
+    loaded = load_model(path)
     assert isinstance(loaded, VAE)
     assert loaded.get_config() == model.get_config()
     z = model.sample_prior(16, seed=0)

@@ -14,7 +14,9 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SCRIPTS, one_error_line, run_script
-from keras_vae import VAE, backend as vae_backend, callbacks, files, run_folder
+from keras_vae.model import load_model, save_model
+from keras_vae import VAE, backend as vae_backend, files
+from keras_vae.run import callbacks, folder as run_folder
 from keras_vae.errors import BackendError, ModelFileError
 
 TINY_RUN = [
@@ -61,7 +63,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     ]
     assert not (folder / "backup").exists()
     assert not list(folder.rglob(".tmp*"))
-    model = files.load_model(folder / "model.keras")
+    model = load_model(folder / "model.keras")
     assert int(model.optimizer.iterations) == 5 * 16  # 2048 images / 128
     metrics = json.loads((folder / "metrics.json").read_text())
     assert len(metrics["epoch_seconds"]) == 5
@@ -109,7 +111,7 @@ def test_history_and_best_model_skip_non_finite_epochs(tmp_path):
         callback.on_epoch_end(1, {"loss": math.nan, "val_loss": math.nan})
     assert [row["epoch"] for row in run_folder.read_history(tmp_path / "history.csv")] == [1]
     assert (tmp_path / "best.keras").stat().st_mtime_ns == saved
-    assert isinstance(files.load_model(tmp_path / "best.keras"), VAE)
+    assert isinstance(load_model(tmp_path / "best.keras"), VAE)
 
 
 @pytest.mark.slow
@@ -200,7 +202,7 @@ def test_model_with_code_is_refused_and_runs_nothing(tmp_path, disguised):
         disguise_as_vae(tmp_path / "evil.keras", tmp_path / "vae.keras")
         path = tmp_path / "vae.keras"
     with pytest.raises(ModelFileError, match=str(path.name)):
-        files.load_model(path)
+        load_model(path)
     result = run_script("generate.py", path, "--output", tmp_path / "out.png")
     one_error_line(result, path.name)
     assert not marker.exists()
@@ -209,22 +211,22 @@ def test_model_with_code_is_refused_and_runs_nothing(tmp_path, disguised):
 
 def test_truncated_model_and_foreign_model(tmp_path):
     model = VAE(latent_dim=2, hidden_dim=8)
-    files.save_model(model, tmp_path / "good.keras")
+    save_model(model, tmp_path / "good.keras")
     data = (tmp_path / "good.keras").read_bytes()
     (tmp_path / "truncated.keras").write_bytes(data[: len(data) // 2])
     with pytest.raises(ModelFileError, match="truncated.keras: not a .keras model file"):
-        files.load_model(tmp_path / "truncated.keras")
+        load_model(tmp_path / "truncated.keras")
     other = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     other.save(tmp_path / "other.keras")
     with pytest.raises(ModelFileError, match="not a keras-vae VAE"):
-        files.load_model(tmp_path / "other.keras")
+        load_model(tmp_path / "other.keras")
     (tmp_path / "good.h5").write_bytes(data)
     with pytest.raises(ModelFileError, match="wrong suffix"):
-        files.load_model(tmp_path / "good.h5")
+        load_model(tmp_path / "good.h5")
 
 
 def test_settings_that_ask_for_more_weights_than_the_file_holds_are_refused(tmp_path, monkeypatch):
-    files.save_model(VAE(latent_dim=2, hidden_dim=8), tmp_path / "small.keras")
+    save_model(VAE(latent_dim=2, hidden_dim=8), tmp_path / "small.keras")
     with zipfile.ZipFile(tmp_path / "small.keras") as archive:
         contents = {name: archive.read(name) for name in archive.namelist()}
     config = json.loads(contents["config.json"])
@@ -236,7 +238,7 @@ def test_settings_that_ask_for_more_weights_than_the_file_holds_are_refused(tmp_
     built = []
     monkeypatch.setattr(VAE, "from_config", classmethod(lambda cls, *a, **k: built.append(1)))
     with pytest.raises(ModelFileError, match=r"asks? for 3,\d{3},\d{3},\d{3},\d{3} weights.*refused before"):
-        files.load_model(tmp_path / "huge.keras")
+        load_model(tmp_path / "huge.keras")
     assert not built  # nothing was built, so nothing allocated
     result = run_script("generate.py", tmp_path / "huge.keras", "--output", tmp_path / "out.png")
     one_error_line(result, "huge.keras", "refused before building the model")
@@ -305,8 +307,8 @@ def test_speed_flags_are_checked(tmp_path, backend):
 def test_resume_checks_the_settings_it_may_change(tmp_path):
     import dataclasses
 
-    from keras_vae.run_folder import RunFolder
-    from keras_vae.train import TrainConfig
+    from keras_vae.run.config import TrainConfig
+    from keras_vae.run.folder import RunFolder
 
     run = RunFolder(tmp_path / "run")
     run.path.mkdir()

@@ -3,6 +3,7 @@
 import keras
 import numpy as np
 
+from keras_vae.model import load_model, save_model
 from keras_vae import VAE, Sampling
 
 
@@ -67,8 +68,8 @@ def test_seed_state_is_saved_with_the_model(tmp_path):
     for _ in range(3):
         model.sampling([zeros, zeros])
     model.binarization(np.full((1, 28, 28, 1), 0.5, dtype="float32"), training=True)
-    files.save_model(model, tmp_path / "m.keras")
-    loaded = files.load_model(tmp_path / "m.keras")
+    save_model(model, tmp_path / "m.keras")
+    loaded = load_model(tmp_path / "m.keras")
     for layer in ("sampling", "binarization"):
         np.testing.assert_array_equal(
             keras.ops.convert_to_numpy(getattr(loaded, layer).seed_generator.state.value),

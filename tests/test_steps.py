@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_vae import VAE, steps
+from keras_vae import VAE, engines
 
 torch_only = pytest.mark.skipif(
     keras.backend.backend() != "torch", reason="the fused Adam path is the torch step's"
@@ -50,8 +50,8 @@ def test_fused_adam_is_keras_adam(learning_rate, scale):
         ]
         with torch.no_grad():
             keras_adam.apply([g.clone() for g in gradients], reference)
-            assert steps.fused_adam_applies(fused_adam, gradients, fused)
-            steps.torch_fused_adam(fused_adam, [g.clone() for g in gradients], fused)
+            assert engines.current.fused_adam_applies(fused_adam, gradients, fused)
+            engines.current.fused_adam(fused_adam, [g.clone() for g in gradients], fused)
     assert int(fused_adam.iterations.numpy()) == int(keras_adam.iterations.numpy()) == 20
     for a, b in zip(keras_adam.variables, fused_adam.variables):  # weights' moments too
         np.testing.assert_allclose(b.numpy(), a.numpy(), atol=1e-6)
@@ -80,7 +80,7 @@ def test_other_optimizers_take_keras_apply(name, mnist_subset):
     gradients = [np.zeros(shape, "float32") for shape in SHAPES]
     optimizer = OTHER_OPTIMIZERS[name]()
     optimizer.build(variables)
-    assert not steps.fused_adam_applies(optimizer, gradients, variables)
+    assert not engines.current.fused_adam_applies(optimizer, gradients, variables)
     # ... and the model still trains, through `optimizer.apply`.
     model = VAE(seed=0)
     model.compile(optimizer=OTHER_OPTIMIZERS[name]())
@@ -91,16 +91,16 @@ def test_other_optimizers_take_keras_apply(name, mnist_subset):
 @torch_only
 def test_missing_gradient_or_a_constraint_takes_keras_apply():
     optimizer, variables, gradients = _built_adam()
-    assert not steps.fused_adam_applies(keras.optimizers.Adam(), gradients, variables)  # not built
-    assert steps.fused_adam_applies(optimizer, gradients, variables)
-    assert not steps.fused_adam_applies(optimizer, [None, *gradients[1:]], variables)
+    assert not engines.current.fused_adam_applies(keras.optimizers.Adam(), gradients, variables)  # not built
+    assert engines.current.fused_adam_applies(optimizer, gradients, variables)
+    assert not engines.current.fused_adam_applies(optimizer, [None, *gradients[1:]], variables)
     layer = keras.layers.Dense(3, kernel_constraint="non_neg")
     layer.build((None, 4))
     constrained = layer.kernel
     gradients = [*gradients[:2], np.zeros((4, 3), "float32")]
     optimizer = keras.optimizers.Adam()
     optimizer.build([*variables[:2], constrained])
-    assert not steps.fused_adam_applies(optimizer, gradients, [*variables[:2], constrained])
+    assert not engines.current.fused_adam_applies(optimizer, gradients, [*variables[:2], constrained])
 
 
 @torch_only
@@ -110,7 +110,7 @@ def test_torch_compile_trains_through_keras_adam():
     import torch
 
     optimizer, variables, gradients = _built_adam()
-    assert torch.compile(lambda: steps.fused_adam_applies(optimizer, gradients, variables))() is False
+    assert torch.compile(lambda: engines.current.fused_adam_applies(optimizer, gradients, variables))() is False
 
     images = np.random.default_rng(0).random((256, 28, 28, 1), dtype="float32")
     model = VAE(latent_dim=2, hidden_dim=16, seed=0)

@@ -6,7 +6,6 @@ overwrites a good file with a broken one.
 """
 
 import contextlib
-import json
 import math
 import time
 from pathlib import Path
@@ -14,8 +13,9 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_vae import distribute, files, images
-from keras_vae.run_folder import epoch_filename, history_to_csv
+from keras_vae import files, images
+from keras_vae.model import save_model
+from keras_vae.run.folder import epoch_filename, history_to_csv
 
 def finite(logs):
     """Whether the epoch's logged loss is a finite number."""
@@ -50,7 +50,7 @@ class SampleGrid(EpochWriter):
         labels: the label of each z, for a conditional VAE.
         seed: the seed of each epoch's draw, when `z` is a count.
         view: optional function, the trained model -> a context manager
-            giving the model to decode with (`distribute.Topology.local_view`:
+            giving the model to decode with (the trainer's `local_view`:
             a one-device copy where only all processes together can run the
             trained one).
     """
@@ -207,7 +207,7 @@ class BestModelCheckpoint(EpochWriter):
         value = logs.get(self.monitor)
         if value is not None and math.isfinite(value) and value < self.best:
             self.best = float(value)
-            files.save_model(self.model, self.path)
+            save_model(self.model, self.path)
 
 
 class StopOnNaN(keras.callbacks.Callback):
@@ -229,122 +229,3 @@ class StopOnNaN(keras.callbacks.Callback):
         if not finite(logs) and self.diverged_epoch is None:
             self.diverged_epoch = epoch + 1
             self.model.stop_training = True
-
-
-class RunCheckpoint(keras.callbacks.BackupAndRestore):
-    """`BackupAndRestore` whose checkpoint survives a kill at any moment.
-
-    At the end of every good epoch it writes the weights, optimizer state and
-    the sampling layer's seed state to `epoch_NNNN.weights.h5` (atomically),
-    then atomically rewrites `training_metadata.json` to point at it: that
-    rename is the commit. A run killed at any point restarts from the last
-    committed epoch, repeating at most the one in progress. Keras's own
-    version writes both files in place and can be left half-written.
-
-    Place it last in the callback list, so an epoch is committed only after
-    every other file of that epoch is written.
-
-    Args:
-        backup_dir: folder for the checkpoint; kept after training (remove it
-            with `delete()`).
-        write: False for the processes of a parallel torch run but the
-            chief: they restore the checkpoint and never write it.
-        save_dir: where to write instead of `backup_dir` (the other
-            processes of a JAX run, for which Keras's saving is a collective
-            of all processes: they save alongside the chief, into a scratch
-            folder).
-    """
-
-    def __init__(self, backup_dir, write=True, save_dir=None):
-        super().__init__(str(backup_dir), delete_checkpoint=False)
-        self.directory = Path(backup_dir)
-        self.metadata_path = self.directory / "training_metadata.json"
-        self.write = write
-        self.save_dir = Path(save_dir) if save_dir else self.directory
-
-    def completed_epochs(self):
-        """Epochs committed by an earlier, interrupted run (0 if none)."""
-        if not self.metadata_path.is_file():
-            return 0
-        return int(json.loads(self.metadata_path.read_text())["epoch"])
-
-    def _load_model(self):
-        epochs = self.completed_epochs()
-        if not epochs:
-            return
-        metadata = json.loads(self.metadata_path.read_text())
-        if self.model.optimizer is not None and not self.model.optimizer.built:
-            self.model.optimizer.build(self.model.trainable_variables)
-        self.model.load_weights(self.directory / metadata["weights"])
-        self.model._initial_epoch = epochs
-
-    def on_epoch_end(self, epoch, logs=None):
-        if finite(logs):
-            self._current_epoch = epoch + 1
-            if self.write:
-                self._save_model()
-
-    def _save_model(self):
-        name = f"epoch_{self._current_epoch:04d}.weights.h5"
-        self.save_dir.mkdir(parents=True, exist_ok=True)
-        with files.atomic_path(self.save_dir / name) as temporary:
-            self.model.save_weights(temporary)
-        files.write_json(
-            self.save_dir / self.metadata_path.name, {"epoch": self._current_epoch, "weights": name}
-        )
-        for old in self.save_dir.glob("epoch_*.weights.h5"):
-            if old.name != name:
-                old.unlink(missing_ok=True)
-
-    def delete(self):
-        """Removes the checkpoint folder once the run is complete."""
-        for path in self.directory.glob("*"):
-            path.unlink(missing_ok=True)
-        self.directory.rmdir()
-
-
-class JoinProcesses(keras.callbacks.Callback):
-    """Starts the processes of a parallel torch run from one state.
-
-    At the start of training (after `RunCheckpoint` restored a resumed run)
-    every process takes the chief's weights, optimizer state and seed states
-    (one broadcast), then offsets its own seed states by its rank, so that
-    each process draws its own sampling and binarization noise
-    (`distribute.decorrelate_noise`).
-
-    Args:
-        rank: this process's rank.
-    """
-
-    def __init__(self, rank):
-        super().__init__()
-        self.rank = rank
-
-    def on_train_begin(self, logs=None):
-        import torch
-        import torch.distributed as dist
-
-        variables = list(self.model.variables)
-        if self.model.optimizer is not None and self.model.optimizer.built:
-            variables += self.model.optimizer.variables
-        with torch.no_grad():
-            for variable in variables:
-                dist.broadcast(variable.value.data, src=0)
-        distribute.decorrelate_noise(self.model, self.rank)
-
-
-class OneStepAtATime(keras.callbacks.Callback):
-    """Waits for each training step to finish before the next is dispatched.
-
-    For JAX's virtual CPU devices (`--devices N` on a machine without
-    accelerators): they share one thread pool, and with many steps queued
-    XLA's in-process all-reduce can wait for a participant that never gets
-    a thread; its 40-second rendezvous timeout then aborts the process
-    (reproduced with `benchmarks/run.py --backends jax --devices 2` on all
-    60 000 images). Waiting for each step prevents it.
-    """
-
-    def on_train_batch_end(self, batch, logs=None):
-        import jax
-
-        jax.block_until_ready(logs)

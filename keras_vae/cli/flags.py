@@ -1,23 +1,24 @@
-"""Helpers shared by the command-line scripts in `scripts/`.
+"""What the commands share: the parser, the flags, and one way to fail.
 
-The scripts parse flags and call the package; this module gives them one way
-to report errors a user can cause: one line, exit status 2, no traceback
-(`--debug` shows it).
+The commands parse flags and call the package; errors a user can cause are
+reported one way: one line, exit status 2, no traceback (`--debug` shows it).
 """
 
 import argparse
 import collections
 import dataclasses
+import os
 import sys
 import types
 from pathlib import Path
 
 import keras
 
-from keras_vae import data, files, pretrained, train
-from keras_vae.backend import list_devices
+from keras_vae import data, engines, pretrained
 from keras_vae.errors import UserError
-from keras_vae.run_folder import RunFolder
+from keras_vae.model import load_model
+from keras_vae.run.config import DEFAULT_VALIDATION_SPLIT, flag_name
+from keras_vae.run.folder import RunFolder
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -45,7 +46,7 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
-def run(main, prog, argv=None):
+def run_command(main, prog, argv=None):
     """Runs `main(argv)` and turns a `UserError` into a one-line message.
 
     Args:
@@ -109,11 +110,11 @@ def add_config_flags(parser, config_class):
     """Adds one flag per field of a settings dataclass (e.g. `TrainConfig`).
 
     The field `latent_dim` becomes `--latent-dim`, with the field's default,
-    and the help text and choices of its metadata (`train.setting`); a bool
+    and the help text and choices of its metadata (`run.config.setting`); a bool
     field becomes a switch.
     """
     for field in dataclasses.fields(config_class):
-        flag = train.flag_name(field.name)
+        flag = flag_name(field.name)
         meta = field.metadata
         if field.type is bool:
             parser.add_argument(flag, action="store_true", help=meta["help"])
@@ -128,7 +129,7 @@ def add_process_flags(parser):
     """Flags that join several JAX processes (hosts) into one data-parallel run.
 
     Each sets one of Keras's variables for `keras.distribution.initialize`
-    (`distribute.JAX_PROCESS_VARIABLES`), which may be set instead. torch's
+    (`engines.jax.PROCESS_VARIABLES`), which may be set instead. torch's
     processes are started and joined by torchrun.
     """
     group = parser.add_argument_group("several JAX processes (multi-host)")
@@ -161,8 +162,6 @@ def apply_process_flags(args):
         raise UserError(
             f"--process-id must lie in [0, {args.num_processes}), got {args.process_id}"
         )
-    import os
-
     os.environ.update({name: str(value) for name, value in given.items()})
 
 
@@ -176,12 +175,12 @@ def config_from_args(config_class, args):
 def announce_backend(prog, topology=None):
     """Prints the backend and devices in use, e.g. at the start of training.
 
-    With a data-parallel `distribute.Topology`, the devices it trains on.
+    With a data-parallel `parallel.Topology`, the devices it trains on.
     """
     if topology is not None and topology.parallel:
         where = f"data parallel over {topology.describe()}"
     else:
-        where = ", ".join(list_devices())
+        where = ", ".join(engines.list_devices())
     print(f"{prog}: Keras {keras.__version__}, backend {keras.backend.backend()} ({where})")
 
 
@@ -271,8 +270,8 @@ def load_model_and_test_split(args, default_binarize):
                 f"{args.model}'s run held out no validation images (--validation-split 0): "
                 "its validation curve is the test split"
             )
-        validation_split = train.DEFAULT_VALIDATION_SPLIT
-    model = files.load_model(args.model)
+        validation_split = DEFAULT_VALIDATION_SPLIT
+    model = load_model(args.model)
     images, labels = data.load_split(
         dataset, args.split, args.data_dir, args.manual_dir, args.num_examples, binarize,
         validation_split=validation_split or 0,

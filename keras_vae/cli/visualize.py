@@ -8,7 +8,8 @@ training_curves.png and samples.gif. See keras_vae/visualize.py.
 
 from pathlib import Path
 
-from keras_vae import cli, visualize
+from keras_vae import visualize
+from keras_vae.cli import flags as cli
 from keras_vae.errors import UserError
 
 PROG = "visualize.py"

@@ -132,7 +132,7 @@ class RunFolder:
                 f"{self.path} is being written by process {pid} on host {host} (since "
                 f"{holder.get('started')}); if that process is gone, delete {self.lock_file}"
             )
-        if pid is not None and _process_alive(pid):
+        if pid is not None and files.process_alive(pid):
             raise UserError(
                 f"{self.path} is being written by another training process (pid {pid}, "
                 f"since {holder.get('started')}); wait for it, or choose another --output-dir"
@@ -189,19 +189,6 @@ class RunFolder:
     def sample_grids(self):
         """The per-epoch sample grids, in epoch order."""
         return sorted(self.samples.glob("epoch_*.png"))
-
-
-def _process_alive(pid):
-    """True if a process with this id runs on this host."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # it exists, owned by another user
-        return True
-    return True
 
 
 def epoch_filename(epoch):

@@ -2,15 +2,18 @@
 
 The backend is chosen by the KERAS_BACKEND environment variable
 (tensorflow by default, jax or torch). The flags are the fields of
-`keras_vae.train.TrainConfig`; see `--help`, and `keras_vae.run_folder` for
+`keras_vae.TrainConfig`; see `--help`, and `keras_vae.run.folder` for
 what the run writes.
 """
 
 import dataclasses
 import sys
 
-from keras_vae import cli, distribute, train
-from keras_vae.run_folder import RunFolder
+from keras_vae import engines
+from keras_vae.cli import flags as cli
+from keras_vae.run import trainer
+from keras_vae.run.config import TrainConfig, saved_config
+from keras_vae.run.folder import RunFolder
 
 PROG = "train.py"
 
@@ -21,7 +24,7 @@ def parse_args(argv, prog=PROG):
         description="Train a variational autoencoder on MNIST with Keras 3. "
         "Set KERAS_BACKEND=tensorflow|jax|torch to choose the engine.",
     )
-    cli.add_config_flags(parser, train.TrainConfig)
+    cli.add_config_flags(parser, TrainConfig)
     parser.add_argument("--output-dir", default=None, help="run folder (default: runs/<timestamp>-<backend>); an unfinished run there is resumed")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR with its saved settings (other flags but --data-dir, --manual-dir, --jit-compile, --steps-per-execution, --devices and --tensorboard are ignored)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras progress: 0 silent, 1 progress bar, 2 one line per epoch (default: 1 in a terminal, 2 when the output goes to a file)")
@@ -38,26 +41,26 @@ def main(argv, prog=PROG):
         run = RunFolder(args.resume).check_is_folder()
         # The run's own settings, but for the resumable ones given as flags
         # (where the data is, speed, logging); replace() checks them again.
-        defaults = train.TrainConfig()
+        defaults = TrainConfig()
         changes = {
             name: getattr(args, name)
-            for name in train.TrainConfig.resumable_settings()
+            for name in TrainConfig.resumable_settings()
             if getattr(args, name) != getattr(defaults, name)
         }
-        config = dataclasses.replace(train.saved_config(run), **changes)
+        config = dataclasses.replace(saved_config(run), **changes)
         return report(prog, config, run, verbose)
-    config = cli.config_from_args(train.TrainConfig, args)
-    run = RunFolder(args.output_dir or train.default_output_dir()).check_is_folder()
+    config = cli.config_from_args(TrainConfig, args)
+    run = RunFolder(args.output_dir or trainer.default_output_dir()).check_is_folder()
     return report(prog, config, run, verbose)
 
 
 def report(prog, config, run, verbose):
     """Trains, then prints the test numbers in two lines."""
     # Before anything runs on the backend: virtual CPU devices are set at its start.
-    topology = distribute.setup(config.devices)
+    topology = engines.setup(config.devices)
     if topology.chief:
         cli.announce_backend(prog, topology)
-    metrics = train.train_and_evaluate(config, run.path, verbose=verbose, topology=topology)
+    metrics = trainer.train_and_evaluate(config, run.path, verbose=verbose, topology=topology)
     if metrics is None:  # a torch process other than the chief
         return
     print(

@@ -10,7 +10,8 @@ import time
 
 import keras
 
-from keras_vae import cli, distribute, evaluation, files
+from keras_vae import engines, evaluation, files
+from keras_vae.cli import flags as cli
 from keras_vae.errors import UserError
 
 PROG = "evaluate.py"
@@ -36,7 +37,7 @@ def main(argv, prog=PROG):
         if getattr(args, name) <= 0:
             raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
     cli.apply_process_flags(args)
-    topology = distribute.setup(args.devices)  # before the backend runs anything
+    topology = engines.setup(args.devices)  # before the backend runs anything
     with topology.evaluation_scope():  # the model's variables on every device
         model, images, labels, dataset, binarize, split = cli.load_model_and_test_split(
             args, default_binarize="dynamic"

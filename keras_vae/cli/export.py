@@ -8,7 +8,9 @@ backend exports which format.
 
 from pathlib import Path
 
-from keras_vae import cli, export, files
+from keras_vae import export
+from keras_vae.cli import flags as cli
+from keras_vae.model import load_model
 from keras_vae.errors import UserError
 
 PROG = "export.py"
@@ -30,6 +32,6 @@ def main(argv, prog=PROG):
     output_dir = Path(args.output_dir or cli.default_output(args, f"export-{args.format}"))
     if output_dir.exists() and not output_dir.is_dir():
         raise UserError(f"--output-dir {output_dir} exists and is not a folder")
-    model = files.load_model(args.model)
+    model = load_model(args.model)
     for name, path in export.export_networks(model, output_dir, args.format).items():
         print(f"{prog}: wrote the {name} to {path}")

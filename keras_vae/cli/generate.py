@@ -11,7 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from keras_vae import cli, files, images
+from keras_vae import files, images
+from keras_vae.cli import flags as cli
+from keras_vae.model import load_model
 from keras_vae.errors import UserError
 
 PROG = "generate.py"
@@ -74,7 +76,7 @@ def main(argv, prog=PROG):
         raise UserError(f"--npy {args.npy} must end in .npy")
     check_grid(args.grid, args.num or 64, args.digit)
 
-    model = files.load_model(cli.resolve_model(args))
+    model = load_model(cli.resolve_model(args))
     digit = digit_choice(args.digit, model)
     check_grid(args.grid, args.num or 64, digit)
     if digit == "all":

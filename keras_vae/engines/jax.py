@@ -1,0 +1,175 @@
+"""The JAX engine: its pure gradient step, `DataParallel` for --devices, and
+several processes (hosts) joined by `keras.distribution.initialize`."""
+
+import contextlib
+import os
+
+import jax
+import keras
+import numpy as np
+from jax.experimental import multihost_utils
+
+from keras_vae.engines.common import step_inputs, training_losses, update_trackers
+from keras_vae.errors import UserError
+from keras_vae.parallel import ALL, VIRTUAL_CPUS, Processes, Topology, cpu_cores, too_many
+
+#: Keras's variables for JAX processes that train together (`keras.distribution.initialize`).
+PROCESS_VARIABLES = (
+    "KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES",
+    "KERAS_DISTRIBUTION_PROCESS_ID",
+)
+
+
+# The step: pure functions of the variables ----------------------------------
+
+
+def stateless_losses(model, trainable, non_trainable, inputs, training):
+    """Pure version of the step's losses; also returns the new state.
+
+    As `Layer.stateless_call` does, the variables take the given values in a
+    `StatelessScope`, and what the step assigns (the sampling layers' seeds,
+    the warm-up's counter) comes back as the new non-trainable values.
+    """
+    mapping = list(zip(model.trainable_variables, trainable))
+    mapping += zip(model.non_trainable_variables, non_trainable)
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        if training:
+            losses = training_losses(model, inputs)
+        else:
+            losses = model.compute_losses(inputs, training=False)
+    non_trainable = [scope.get_current_value(v) for v in model.non_trainable_variables]
+    return losses["loss"], (losses, non_trainable)
+
+
+def _update_trackers(model, metrics_variables, losses):
+    """`update_trackers` on explicit metric variables; returns them updated."""
+    mapping = list(zip(model.metrics_variables, metrics_variables))
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        logs = update_trackers(model, losses)
+    return logs, [scope.get_current_value(v) for v in model.metrics_variables]
+
+
+def _scaled_loss(model, trainable, non_trainable, optimizer_variables, inputs):
+    """`stateless_losses` of a training step, its loss scaled as the optimizer says
+    (a `LossScaleOptimizer` under mixed_float16 keeps its scale in a variable)."""
+    loss, aux = stateless_losses(model, trainable, non_trainable, inputs, True)
+    mapping = list(zip(model.optimizer.variables, optimizer_variables))
+    with keras.StatelessScope(state_mapping=mapping):
+        return model.optimizer.scale_loss(loss), aux
+
+
+def train_step(model, state, data):
+    trainable, non_trainable, optimizer_variables, metrics_variables = state
+    gradient_fn = jax.value_and_grad(_scaled_loss, argnums=1, has_aux=True)
+    (_, (losses, non_trainable)), gradients = gradient_fn(
+        model, trainable, non_trainable, optimizer_variables, step_inputs(data)
+    )
+    trainable, optimizer_variables = model.optimizer.stateless_apply(
+        optimizer_variables, gradients, trainable
+    )
+    logs, metrics_variables = _update_trackers(model, metrics_variables, losses)
+    return logs, (trainable, non_trainable, optimizer_variables, metrics_variables)
+
+
+def test_step(model, state, data):
+    trainable, non_trainable, metrics_variables = state
+    _, (losses, non_trainable) = stateless_losses(
+        model, trainable, non_trainable, step_inputs(data), False
+    )
+    logs, metrics_variables = _update_trackers(model, metrics_variables, losses)
+    return logs, (trainable, non_trainable, metrics_variables)
+
+
+# Devices and processes ------------------------------------------------------
+
+
+def list_devices():
+    return keras.distribution.list_devices()
+
+
+class OneStepAtATime(keras.callbacks.Callback):
+    """Waits for each training step to finish before the next is dispatched.
+
+    For JAX's virtual CPU devices (`--devices N` on a machine without
+    accelerators): they share one thread pool, and with many steps queued
+    XLA's in-process all-reduce can wait for a participant that never gets
+    a thread; its 40-second rendezvous timeout then aborts the process
+    (reproduced with `benchmarks/run.py --backends jax --devices 2` on all
+    60 000 images). Waiting for each step prevents it.
+    """
+
+    def on_train_batch_end(self, batch, logs=None):
+        jax.block_until_ready(logs)
+
+
+class JaxProcesses(Processes):
+    """JAX's multi-process runtime, outside the training step."""
+
+    def broadcast_text(self, text):
+        data = np.zeros(4096, dtype=np.uint8)
+        encoded = text.encode()[:4096]
+        data[: len(encoded)] = np.frombuffer(encoded, dtype=np.uint8)
+        data = np.asarray(multihost_utils.broadcast_one_to_all(data))
+        return bytes(data).rstrip(b"\0").decode(errors="replace")
+
+    def sum(self, array):
+        # float64 crosses as two float32 halves: JAX computes in 32 bits by default.
+        high = array.astype("float32")
+        low = (array - high.astype("float64")).astype("float32")
+        gathered = np.asarray(multihost_utils.process_allgather(np.stack([high, low])))
+        return (gathered[:, 0].astype("float64") + gathered[:, 1].astype("float64")).sum(0)
+
+    def finish(self):
+        multihost_utils.sync_global_devices("keras_vae: training done")
+
+
+def _names(devices):
+    return [f"{d.platform}:{d.id}" for d in devices]
+
+
+def _setup_processes(requested):
+    """Several JAX processes (hosts), joined by `keras.distribution.initialize`."""
+    address = os.environ["KERAS_DISTRIBUTION_JOB_ADDRESSES"]
+    try:
+        keras.distribution.initialize()  # reads PROCESS_VARIABLES
+    except Exception as error:  # noqa: BLE001  (JAX raises several kinds)
+        raise UserError(f"could not join the JAX processes at {address}: {error}") from None
+    devices = jax.devices()
+    count = len(devices) if requested == ALL else requested
+    if count != len(devices):
+        raise UserError(
+            f"--devices {requested}, but the {jax.process_count()} JAX processes hold "
+            f"{len(devices)} devices and train on all of them: give --devices {len(devices)} (or all)"
+        )
+    return Topology(
+        devices=count, processes=jax.process_count(), rank=jax.process_index(),
+        names=_names(devices), group=JaxProcesses(), spans_devices=True,
+        distribution=keras.distribution.DataParallel(devices=devices, auto_shard_dataset=False),
+    )
+
+
+def setup(requested):
+    """`DataParallel` over the first N devices (virtual CPU devices without accelerators)."""
+    if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
+        return _setup_processes(requested)
+    if requested != ALL and requested <= cpu_cores():
+        # Only the CPU platform takes a device count; with accelerators the
+        # default devices are theirs and this count is unused.
+        with contextlib.suppress(RuntimeError):  # the CPU backend already started
+            if jax.config.jax_num_cpu_devices < requested:
+                jax.config.update("jax_num_cpu_devices", requested)
+    devices = jax.devices()
+    count = len(devices) if requested == ALL else requested
+    if count > len(devices):
+        if devices[0].platform == "cpu":
+            raise too_many(requested, cpu_cores(), VIRTUAL_CPUS)
+        raise too_many(requested, len(devices), f"{devices[0].platform.upper()} device")
+    chosen = devices[:count]
+    if count == 1:
+        return Topology(names=_names(chosen))
+    virtual_cpus = chosen[0].platform == "cpu"
+    return Topology(
+        devices=count, names=_names(chosen), spans_devices=True,
+        distribution=keras.distribution.DataParallel(devices=chosen),
+        callbacks=lambda: [OneStepAtATime()] if virtual_cpus else [],
+    )

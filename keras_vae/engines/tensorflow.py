@@ -1,0 +1,72 @@
+"""The TensorFlow engine: its gradient step, and `MirroredStrategy` for --devices."""
+
+import keras
+
+from keras_vae.backend import import_tensorflow_quietly
+from keras_vae.engines.common import step_inputs, training_losses, update_trackers
+from keras_vae.parallel import ALL, VIRTUAL_CPUS, Topology, cpu_cores, too_many
+
+tf = import_tensorflow_quietly()
+
+
+def train_step(model, data):
+    inputs = step_inputs(data)
+    # Under tf.distribute (a MirroredStrategy scope) each replica computes the
+    # loss of its share of the batch and the optimizer sums the replicas'
+    # gradients, so each replica's loss is divided by their number, as Keras's
+    # own train_step does; with one replica this divides by 1. The loss is
+    # scaled as the optimizer says (a no-op but under mixed_float16).
+    replicas = tf.distribute.get_strategy().num_replicas_in_sync
+    with tf.GradientTape() as tape:
+        losses = training_losses(model, inputs)
+        loss = model.optimizer.scale_loss(losses["loss"] / replicas)
+    gradients = tape.gradient(loss, model.trainable_weights)
+    model.optimizer.apply(gradients, model.trainable_weights)
+    return update_trackers(model, losses)
+
+
+def test_step(model, data):
+    return update_trackers(model, model.compute_losses(step_inputs(data), training=False))
+
+
+def list_devices():
+    return keras.distribution.list_devices()
+
+
+def _cpu_devices(requested):
+    """Names of `requested` logical CPU devices, made if the runtime has not started."""
+    count = 1 if requested == ALL else requested
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        configured = tf.config.get_logical_device_configuration(cpu) or [None]
+        if len(configured) < count <= cpu_cores():
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration()] * count
+            )
+    except RuntimeError:  # TensorFlow's runtime already started
+        pass
+    present = len(tf.config.list_logical_devices("CPU"))
+    if count > present:
+        raise too_many(requested, min(present, cpu_cores()) if present > 1 else cpu_cores(), VIRTUAL_CPUS)
+    return [f"/cpu:{i}" for i in range(count)]
+
+
+def setup(requested):
+    """`MirroredStrategy` over the first N GPUs, or N logical CPU devices."""
+    if requested == 1:
+        return Topology(names=list_devices()[:1])
+    gpus = tf.config.list_physical_devices("GPU")
+    if gpus:
+        count = len(gpus) if requested == ALL else requested
+        if count > len(gpus):
+            raise too_many(requested, len(gpus), "GPU")
+        names = [f"/gpu:{i}" for i in range(count)]
+    else:
+        names = _cpu_devices(requested)
+    if len(names) == 1:
+        return Topology(names=[names[0].lstrip("/")])
+    return Topology(
+        devices=len(names),
+        names=[name.lstrip("/") for name in names],
+        distribution=tf.distribute.MirroredStrategy(names),
+    )

@@ -1,0 +1,241 @@
+"""The PyTorch engine: its autograd step with Keras's Adam fused into one
+kernel, and the processes of a torchrun for --devices."""
+
+import os
+
+import keras
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from keras_vae.engines.common import step_inputs, training_losses, update_trackers
+from keras_vae.errors import UserError
+from keras_vae.parallel import ALL, Processes, Topology, too_many
+
+
+def train_step(model, data):
+    inputs = step_inputs(data)
+    model.zero_grad()
+    losses = training_losses(model, inputs)
+    model.optimizer.scale_loss(losses["loss"]).backward()
+    variables = model.trainable_weights
+    gradients = [variable.value.grad for variable in variables]
+    with torch.no_grad():
+        # Data parallel (torchrun): each process's loss is the mean over its
+        # share of the global batch, so the mean of their gradients is the
+        # global batch's gradient, and the mean of their losses its loss.
+        mean_over_processes(gradients)
+        losses = _averaged(losses)
+        if fused_adam_applies(model.optimizer, gradients, variables):
+            fused_adam(model.optimizer, gradients, variables)
+        else:
+            model.optimizer.apply(gradients, variables)
+    return update_trackers(model, losses)
+
+
+def test_step(model, data):
+    losses = model.compute_losses(step_inputs(data), training=False)
+    return update_trackers(model, _averaged(losses))
+
+
+def _processes():
+    """The number of `torch.distributed` processes training together (1 alone)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return 1
+    return dist.get_world_size()
+
+
+def mean_over_processes(tensors):
+    """Replaces each tensor by its mean over the `torch.distributed` processes.
+
+    One all-reduce of the tensors flattened together; nothing happens
+    without a process group (one process). Tensors that are None are left.
+    """
+    if _processes() == 1:
+        return tensors
+    present = [tensor for tensor in tensors if tensor is not None]
+    flat = torch.cat([tensor.reshape(-1) for tensor in present])
+    dist.all_reduce(flat)
+    flat /= dist.get_world_size()
+    offset = 0
+    for tensor in present:
+        tensor.copy_(flat[offset : offset + tensor.numel()].view_as(tensor))
+        offset += tensor.numel()
+    return tensors
+
+
+def _averaged(losses):
+    """A dict of scalar losses, each averaged over the processes (detached);
+    `losses` itself for one process."""
+    if _processes() == 1:
+        return losses
+    names = list(losses)
+    values = torch.stack([losses[name].detach().float() for name in names])
+    mean_over_processes([values])
+    return dict(zip(names, values))
+
+
+def fused_adam_applies(optimizer, gradients, variables):
+    """True when `fused_adam` computes exactly `optimizer.apply`.
+
+    That is a built Keras `Adam` (not a subclass) with none of the options
+    the fused kernel leaves out: AMSGrad, weight decay, clipping, EMA, loss
+    scaling, gradient accumulation; a gradient for every variable, and no
+    variable with a constraint or overwritten by its gradient. Not inside
+    `torch.compile` (`jit_compile=True`), which fuses Keras's own update and
+    cannot trace the kernel's host-side step count.
+    """
+    return (
+        not torch.compiler.is_compiling()
+        and isinstance(optimizer, keras.optimizers.Adam)
+        and type(optimizer).__module__.startswith("keras.")
+        and optimizer.built
+        and not optimizer.amsgrad
+        and not optimizer.weight_decay
+        and optimizer.clipnorm is None
+        and optimizer.clipvalue is None
+        and optimizer.global_clipnorm is None
+        and not optimizer.use_ema
+        and optimizer.loss_scale_factor is None
+        and not optimizer.gradient_accumulation_steps
+        and all(gradient is not None for gradient in gradients)
+        and all(
+            variable.constraint is None
+            and not getattr(variable, "overwrite_with_gradient", False)
+            for variable in variables
+        )
+    )
+
+
+def fused_adam(optimizer, gradients, variables):
+    """Keras's Adam update, in one call of PyTorch's fused Adam kernel.
+
+    Keras's Adam on the torch backend chains a dozen `torch._foreach_*` ops
+    with temporaries, a third of the default VAE's step on a CPU;
+    `torch._fused_adam_` does the same update in one pass (the timings are
+    in docs/performance.md). The two place epsilon differently: Keras
+    divides by `sqrt(v) + eps` and scales the step by `sqrt(1 - beta_2^t)`,
+    PyTorch divides by `sqrt(v) / sqrt(1 - beta_2^t) + eps`; giving PyTorch
+    `eps / sqrt(1 - beta_2^t)` makes them the same update.
+    """
+    step = int(optimizer.iterations.value) + 1
+    index = optimizer._get_variable_index
+    torch._fused_adam_(
+        [variable.value for variable in variables],
+        gradients,
+        [optimizer._momentums[index(variable)].value for variable in variables],
+        [optimizer._velocities[index(variable)].value for variable in variables],
+        [],
+        [torch.tensor(float(step))] * len(variables),
+        lr=float(optimizer.learning_rate),
+        beta1=optimizer.beta_1,
+        beta2=optimizer.beta_2,
+        weight_decay=0.0,
+        eps=optimizer.epsilon / (1.0 - optimizer.beta_2**step) ** 0.5,
+        amsgrad=False,
+        maximize=False,
+    )
+    optimizer.iterations.assign_add(1)
+
+
+# Devices and processes ------------------------------------------------------
+
+
+def list_devices():
+    if torch.cuda.is_available():
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return ["cpu:0"]
+
+
+def decorrelate_noise(model, rank):
+    """Gives this process's sampling layers a noise stream of their own.
+
+    Every process builds the model from the same seed (the same weights);
+    without this, process r would draw the same sampling and binarization
+    noise as process 0 for its different images.
+    """
+    if not rank:
+        return
+    for layer in model._flatten_layers():
+        generator = getattr(layer, "seed_generator", None)
+        if generator is not None:
+            state = keras.ops.convert_to_numpy(generator.state.value)
+            generator.state.assign(state + np.array([rank * 7919, 0], dtype=state.dtype))
+
+
+class JoinProcesses(keras.callbacks.Callback):
+    """Starts the processes of a parallel torch run from one state.
+
+    At the start of training (after the checkpoint of a resumed run was
+    restored) every process takes the chief's weights, optimizer state and
+    seed states (one broadcast), then offsets its own seed states by its
+    rank (`decorrelate_noise`).
+
+    Args:
+        rank: this process's rank.
+    """
+
+    def __init__(self, rank):
+        super().__init__()
+        self.rank = rank
+
+    def on_train_begin(self, logs=None):
+        variables = list(self.model.variables)
+        if self.model.optimizer is not None and self.model.optimizer.built:
+            variables += self.model.optimizer.variables
+        with torch.no_grad():
+            for variable in variables:
+                dist.broadcast(variable.value.data, src=0)
+        decorrelate_noise(self.model, self.rank)
+
+
+class TorchProcesses(Processes):
+    """`torch.distributed`, outside the training step."""
+
+    def broadcast_text(self, text):
+        box = [text]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+    def sum(self, array):
+        tensor = torch.from_numpy(array.copy())
+        dist.all_reduce(tensor)
+        return tensor.numpy()
+
+    def finish(self):
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
+
+def setup(requested):
+    """The processes torchrun started, one per device (Keras 3 has no managed
+    data parallelism for `fit` on torch)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    count = world if requested == ALL else requested
+    if world == 1 and count > 1:
+        raise UserError(
+            f"--devices {count} on the torch backend needs one process per device: "
+            f"launch with `torchrun --nproc-per-node {count} scripts/train.py ...` "
+            f"(or `python -m torch.distributed.run ...`)"
+        )
+    if count != world:
+        raise UserError(
+            f"torchrun started {world} processes but --devices is {count}; "
+            f"give --devices {world} (or all)"
+        )
+    if world == 1:
+        return Topology(names=list_devices()[:1])
+    rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    cuda = torch.cuda.is_available()
+    if cuda:
+        if local_rank >= torch.cuda.device_count():
+            raise too_many(world, torch.cuda.device_count(), "GPU")
+        torch.cuda.set_device(local_rank)
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if cuda else "gloo")
+    names = [f"cuda:{i}" if cuda else f"cpu (process {i})" for i in range(world)]
+    return Topology(
+        devices=world, processes=world, rank=rank, names=names, group=TorchProcesses(),
+        callbacks=lambda: [JoinProcesses(rank)],
+    )

@@ -1,0 +1,245 @@
+"""Data parallelism, engine-neutral: `--devices`, where a run trains, and rows.
+
+One flag, `--devices N`, and each engine's own machinery behind it (the
+engine files in `keras_vae.engines` set it up and return a `Topology`):
+
+- **JAX**: `keras.distribution.DataParallel` over the first N devices (the
+  variables replicated, each batch split along its first axis).
+- **TensorFlow**: `tf.distribute.MirroredStrategy` over the first N devices;
+  the training step divides each replica's loss by the number of replicas.
+- **PyTorch**: N processes started by `torchrun` each train on their shard
+  with `batch_size / N` images per step; the training step averages their
+  gradients with an all-reduce (gloo on CPUs, NCCL on GPUs).
+
+On a machine without accelerators, JAX and TensorFlow split the CPU into N
+virtual devices, which is how the tests check that N devices train like one;
+it is not faster.
+
+The global batch (`--batch-size`) is split evenly: it must divide by N, and
+the training and validation images are cut to a multiple of N. One process
+(the chief) writes the run folder.
+"""
+
+import contextlib
+import dataclasses
+import os
+
+import keras
+import numpy as np
+
+from keras_vae.errors import UserError
+
+ALL = "all"
+#: On a machine without accelerators: one virtual device per CPU core at most.
+VIRTUAL_CPUS = "CPU core and no accelerator (one virtual device per core at most)"
+
+
+def parse_devices(value):
+    """`--devices`: a positive device count, or `"all"`.
+
+    Returns:
+        An int >= 1, or `"all"`.
+
+    Raises:
+        UserError: anything else.
+    """
+    text = str(value).strip().lower()
+    if text == ALL:
+        return ALL
+    try:
+        count = int(text)
+    except ValueError:
+        count = 0
+    if count < 1 or str(count) != text:
+        raise UserError(f"--devices must be a positive number or 'all', got {value!r}")
+    return count
+
+
+def cpu_cores():
+    """The CPU cores this process may use."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def too_many(requested, present, kind):
+    """The `UserError` for `--devices` beyond what this machine has."""
+    noun, _, rest = kind.partition(" and ")
+    plural = "s" if present != 1 else ""
+    detail = f" and {rest}" if rest else ""
+    return UserError(
+        f"--devices {requested} but this machine has {present} {noun}{plural}{detail}; "
+        f"use --devices {max(present, 1)} or fewer"
+    )
+
+
+class Processes:
+    """How the processes of one run talk outside the training step.
+
+    An engine that trains with several processes implements it (torch's
+    `torch.distributed`, JAX's multi-process runtime); one process needs none.
+    """
+
+    def broadcast_text(self, text):
+        """The chief's `text`, on every process."""
+        raise NotImplementedError
+
+    def sum(self, array):
+        """The float64 sum of a NumPy array over the processes, on every process."""
+        raise NotImplementedError
+
+    def finish(self):
+        """Ends the group after training; the chief goes on alone."""
+        raise NotImplementedError
+
+
+@dataclasses.dataclass
+class Topology:
+    """Where training runs: devices, processes, and this process's place.
+
+    Attributes:
+        devices: the devices the global batch is split over (N).
+        processes: the processes training together (torch: one per device).
+        rank: this process's index, 0 for the chief that writes the run.
+        names: the devices, e.g. `["cpu:0", "cpu:1"]`.
+        distribution: the engine's scope for building and training on the
+            devices (TensorFlow's strategy, Keras's `DataParallel`), or None.
+        group: the `Processes` of a multi-process run, or None.
+        callbacks: function returning the callbacks `fit` needs on this
+            topology, after any that restores a checkpoint.
+        spans_devices: True when the trained model only runs on batches
+            split over all devices (Keras's `DataParallel`): pictures and
+            saving use a one-device copy.
+    """
+
+    devices: int = 1
+    processes: int = 1
+    rank: int = 0
+    names: list = dataclasses.field(default_factory=list)
+    distribution: object = None
+    group: Processes = None
+    callbacks: object = list
+    spans_devices: bool = False
+
+    @property
+    def chief(self):
+        """True for the process that writes the run folder and the reports."""
+        return self.rank == 0
+
+    @property
+    def parallel(self):
+        """True when the batch is split over more than one device."""
+        return self.devices > 1
+
+    def describe(self):
+        """One line for the log, e.g. `2 devices (cpu:0, cpu:1)`."""
+        names = f" ({', '.join(self.names)})" if self.names else ""
+        processes = f", {self.processes} processes" if self.processes > 1 else ""
+        return f"{self.devices} device{'s' if self.devices > 1 else ''}{names}{processes}"
+
+    def as_dict(self):
+        """The topology for `config.json`."""
+        return {"devices": self.devices, "processes": self.processes, "names": self.names}
+
+    def scope(self):
+        """The block in which models are built, compiled and trained in parallel."""
+        if self.distribution is None:
+            return contextlib.nullcontext()
+        return self.distribution.scope()
+
+    def evaluation_scope(self):
+        """The block in which models are loaded and run for `evaluation`: the
+        devices of one process; with several processes, each on its own."""
+        return self.scope() if self.processes == 1 else one_device()
+
+    def check_batch_size(self, batch_size, flag="--batch-size"):
+        """This process's share of the global batch, `batch_size / processes`.
+
+        Raises:
+            UserError: the global batch does not split evenly over the devices.
+        """
+        if batch_size % self.devices:
+            raise UserError(
+                f"{flag} {batch_size} does not divide by the {self.devices} devices; "
+                f"choose a multiple of {self.devices}"
+            )
+        return batch_size // self.processes
+
+    def even(self, array):
+        """The first rows of `array`, as many as a multiple of the devices."""
+        if array is None:
+            return None
+        return array[: len(array) - len(array) % self.devices]
+
+    def shard(self, array):
+        """This process's share of `array` (cut with `even` first): every
+        `processes`-th row, starting at `rank`; the whole array for one process."""
+        array = self.even(array)
+        if array is None or self.processes == 1:
+            return array
+        return array[self.rank :: self.processes]
+
+    def agree(self, work):
+        """Runs `work()` on the chief; every process raises the `UserError` it raised.
+
+        The chief's checks (the run folder, its lock) decide for all: the
+        other processes would otherwise wait for it in the first collective.
+        Returns `work()`'s result on the chief, None elsewhere.
+        """
+        if self.group is None:
+            return work()
+        result, message = None, ""
+        if self.chief:
+            try:
+                result = work()
+            except UserError as error:
+                message = str(error)
+        message = self.group.broadcast_text(message)
+        if message:
+            raise UserError(message)
+        return result
+
+    def sum_over_processes(self, array):
+        """The sum of a NumPy array over the processes (float64), on every process."""
+        array = np.asarray(array, dtype="float64")
+        return array if self.group is None else self.group.sum(array)
+
+    def finish(self):
+        """Ends the process group after training; the chief goes on alone."""
+        if self.group is not None:
+            self.group.finish()
+
+
+@contextlib.contextmanager
+def one_device():
+    """A block without Keras's global distribution: models built in it live on one device."""
+    previous = keras.distribution.distribution()
+    keras.distribution.set_distribution(None)
+    try:
+        yield
+    finally:
+        keras.distribution.set_distribution(previous)
+
+
+def batch_multiple():
+    """The number of rows every batch given to a model must divide by.
+
+    Keras's `DataParallel` (JAX) splits each batch evenly over its devices;
+    TensorFlow's strategies and one device take any batch.
+    """
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return 1
+    return int(np.prod(distribution.device_mesh.shape))
+
+
+def pad_rows(array, multiple):
+    """`array` with its last row repeated until its length divides by `multiple`.
+
+    Returns:
+        `(padded, n)`: the padded array and the original number of rows, so
+        that `outputs[:n]` drops what the padding produced.
+    """
+    n = len(array)
+    extra = -n % multiple
+    if not extra:
+        return array, n
+    return np.concatenate([array, np.repeat(array[-1:], extra, axis=0)]), n

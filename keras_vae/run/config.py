@@ -1,0 +1,258 @@
+"""`TrainConfig`: everything that defines a training run, and the resume rules.
+
+Each field is a flag of `train.py` (`--latent-dim` for `latent_dim`), with its
+help text written beside it; `config.json` records them all, and a run is
+resumed only with the settings it started with (but the resumable ones).
+"""
+
+import dataclasses
+
+from keras_vae import data
+from keras_vae.errors import UserError
+from keras_vae.model.config import ARCHITECTURES, LATENT_LAYERS, PRIORS, ModelConfig
+from keras_vae.parallel import parse_devices
+from keras_vae.run.folder import RunFolder
+
+JIT_COMPILE = {"auto": "auto", "true": True, "false": False}
+# Keras dtype policies: the networks compute in 16 bits under the mixed ones,
+# the variables, the objective and the likelihood stay float32.
+DTYPE_POLICIES = ("float32", "mixed_bfloat16", "mixed_float16")
+LR_SCHEDULES = ("constant", "cosine")
+# Held-out training images for binary pixels: the 10 000 of the published
+# likelihood protocols (binarized_mnist's own validation split is as large).
+DEFAULT_VALIDATION_SPLIT = 10_000
+
+
+def setting(default, help, choices=None, resumable=False, metavar=None, model=False):
+    """A `TrainConfig` field with what its command-line flag needs.
+
+    `train.py` makes one flag per field (`cli.add_config_flags`): the flag
+    `--name-with-dashes`, this default, help text and choices.
+
+    Args:
+        default: the field's default.
+        help: one line for `--help`.
+        choices: the values allowed, if a fixed set.
+        resumable: True if a resumed run may change it (where the data is,
+            speed and logging settings): other changes are refused.
+        metavar: the flag's placeholder in `--help`.
+        model: True if `VAE` takes it by the same name (`build_model`).
+    """
+    metadata = dict(
+        help=help, choices=choices, resumable=resumable, metavar=metavar, model=model
+    )
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+def flag_name(setting_name):
+    """The `train.py` flag of a `TrainConfig` field: `latent_dim` -> `--latent-dim`."""
+    return "--" + setting_name.replace("_", "-")
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that defines a training run. Defaults: the original design.
+
+    Each field is a flag of `train.py` (`--latent-dim` for `latent_dim`) with
+    the help text written beside it, and `config.json` records them all.
+    """
+
+    epochs: int = setting(10, "passes over the training set")
+    batch_size: int = setting(128, "images per gradient step")
+    latent_dim: int = setting(20, "size of the latent vector z", model=True)
+    hidden_dim: int = setting(512, "units of the hidden Dense layers", model=True)
+    architecture: str = setting(
+        "mlp", "mlp (the original), conv (strided convolutions) or resnet "
+        "(with residual blocks)", choices=ARCHITECTURES, model=True)
+    filters: tuple = setting(
+        (32, 64), "channels of the stride-2 convolutions, e.g. 32,64 (conv and resnet)",
+        metavar="N,N", model=True)
+    blocks: int = setting(1, "residual blocks per resolution (resnet)", model=True)
+    conditional: bool = setting(
+        False, "train a conditional VAE: the encoder and decoder also see the digit's label")
+    beta: float = setting(1.0, "weight of the KL term (beta-VAE; 1 is the ELBO)", model=True)
+    kl_warmup_epochs: float = setting(
+        0.0, "grow the KL weight linearly from 0 to beta over this many epochs (0: off)")
+    free_bits: float = setting(
+        0.0, "floor of each latent dimension's KL, in nats (Kingma et al. 2016; 0: off)", model=True)
+    iw_samples: int = setting(
+        1, "samples of z per image; K > 1 trains on the IWAE bound (Burda et al.), 1 is the VAE", model=True)
+    latent_layers: int = setting(
+        1, "stochastic layers: 1, or 2 (z1, z2: the HVAE of Tomczak & Welling 2018, "
+        "p(z2) p(z1|z2) p(x|z1,z2) with q(z2|x) q(z1|x,z2))", choices=LATENT_LAYERS, model=True)
+    prior: str = setting(
+        "normal", "normal (N(0, I)) or vamp (the VampPrior: a mixture of the posteriors "
+        "of learned pseudo-inputs, Tomczak & Welling 2018)", choices=PRIORS, model=True)
+    pseudo_inputs: int = setting(500, "the VampPrior's pseudo-inputs K", metavar="K", model=True)
+    learning_rate: float = setting(1e-3, "Adam learning rate")
+    lr_schedule: str = setting(
+        "constant", "constant, or cosine decay to 1%% of the learning rate over the run",
+        choices=LR_SCHEDULES)
+    seed: int = setting(0, "random seed (same seed and backend, same numbers)")
+    init_from: str | None = setting(
+        None, "fine-tune: start from the trained weights of a saved model (a .keras file "
+        "or a pretrained name) instead of random ones; its networks must match these "
+        "flags, the objective and optimizer settings may differ (Adam starts afresh)",
+        metavar="MODEL")
+    dataset: str = setting("mnist", "the TFDS dataset", choices=data.DATASETS)
+    binarize: str = setting(
+        "none", "none (grey levels), dynamic (a fresh Bernoulli sample every step; the "
+        "likelihood protocol) or static (one fixed sample)", choices=data.BINARIZATIONS)
+    final_iw_samples: int = setting(
+        0, "at the end, estimate the test log-likelihood with K importance samples "
+        "(0: skip; 5000 is the literature's standard)")
+    data_dir: str | None = setting(
+        None, "prepared TFDS data directory (default: $TFDS_DATA_DIR, else "
+        "~/tensorflow_datasets)", resumable=True)
+    manual_dir: str | None = setting(
+        None, "folder with the original MNIST .gz files, to prepare the data offline",
+        resumable=True)
+    validation_split: int | None = setting(
+        None, "training images held out (the last N) for the validation loss and best.keras, "
+        "so that the test split is read once, at the end; default: 10000 for binary pixels "
+        "(the likelihood protocol), 0 for grey levels (the original design: all 60000 train, "
+        "the test split is the validation curve)", metavar="N")
+    num_train: int | None = setting(None, "use only the first N training images (quick runs)")
+    num_test: int | None = setting(
+        None, "use only the first N test (and validation) images (quick runs)")
+    jit_compile: str = setting(
+        "auto", "compile the training step (XLA on TensorFlow/JAX, torch.compile on "
+        "PyTorch); auto: Keras's choice", choices=tuple(JIT_COMPILE), resumable=True)
+    steps_per_execution: int = setting(
+        1, "training steps per call into the compiled step (tensorflow and jax; torch needs 1)",
+        resumable=True)
+    dtype_policy: str = setting(
+        "float32", "Keras dtype policy: float32, or mixed_bfloat16 / mixed_float16 (16-bit "
+        "networks for accelerators; variables, loss and likelihood in float32; "
+        "mixed_float16 adds loss scaling)", choices=DTYPE_POLICIES)
+    devices: str = setting(
+        "1", "data parallel over N devices: the local GPUs (TensorFlow, JAX), N virtual "
+        "CPU devices on a machine without any (for testing), or the N processes torchrun "
+        "started (torch); all: every local accelerator. --batch-size is the global batch",
+        resumable=True, metavar="N|all")
+    tensorboard: bool = setting(
+        False, "also write TensorBoard logs (every loss per epoch, and the epoch's sample "
+        "grid) to logs/ in the run folder", resumable=True)
+
+    def model_settings(self):
+        """The settings that `VAE` takes by the same name, as a dict."""
+        return {
+            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["model"]
+        }
+
+    def model_config(self, steps_per_epoch=0):
+        """The `ModelConfig` of the `VAE` this run trains, for `steps_per_epoch` steps."""
+        return ModelConfig(**build_model_settings(self, steps_per_epoch))
+
+    @classmethod
+    def resumable_settings(cls):
+        """Names of the settings a resumed run may change."""
+        return tuple(f.name for f in dataclasses.fields(cls) if f.metadata["resumable"])
+
+    @property
+    def binary_pixels(self):
+        """True when the model sees binary pixels: its loss is a likelihood."""
+        return self.binarize != "none" or self.dataset == "binarized_mnist"
+
+    def __post_init__(self):
+        self.filters = tuple(int(f) for f in self.filters)
+        if self.validation_split is None:
+            self.validation_split = DEFAULT_VALIDATION_SPLIT if self.binary_pixels else 0
+        problems = []
+        try:
+            self.devices = str(parse_devices(self.devices))
+        except UserError as error:
+            problems.append(str(error))
+        problems += self.model_config().problems()
+        if not self.kl_warmup_epochs >= 0:
+            problems.append(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
+        if self.conditional and self.dataset == "binarized_mnist":
+            problems.append("binarized_mnist has no labels, so it cannot train a conditional VAE")
+        for name in ("epochs", "batch_size"):
+            if getattr(self, name) <= 0:
+                problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        if self.steps_per_execution <= 0:
+            problems.append(f"steps_per_execution must be > 0, got {self.steps_per_execution}")
+        for name in ("num_train", "num_test"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                problems.append(f"{name} must be > 0, got {value}")
+        if not self.learning_rate > 0:
+            problems.append(f"learning_rate must be > 0, got {self.learning_rate}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            problems.append(f"lr_schedule must be one of {', '.join(LR_SCHEDULES)}, got {self.lr_schedule!r}")
+        if self.jit_compile not in JIT_COMPILE:
+            problems.append(f"jit_compile must be one of {', '.join(JIT_COMPILE)}, got {self.jit_compile!r}")
+        if self.final_iw_samples < 0:
+            problems.append(f"final_iw_samples must be >= 0, got {self.final_iw_samples}")
+        if self.binarize not in data.BINARIZATIONS:
+            problems.append(
+                f"unknown binarization {self.binarize!r}; choose from {', '.join(data.BINARIZATIONS)}"
+            )
+        if self.dataset not in data.DATASETS:
+            problems.append(
+                f"unknown dataset {self.dataset!r}; choose from {', '.join(data.DATASETS)}"
+            )
+        else:
+            problems.append(data.check_validation_split(self.dataset, self.validation_split))
+        problems = [problem for problem in problems if problem]
+        if problems:
+            raise UserError("; ".join(problems))
+
+
+def build_model_settings(config, steps_per_epoch=0):
+    """The `VAE` settings that `config` describes, for `steps_per_epoch` training steps."""
+    return dict(
+        **config.model_settings(),
+        dynamic_binarization=config.binarize == "dynamic",
+        num_classes=data.NUM_CLASSES if config.conditional else 0,
+        kl_warmup_steps=round(config.kl_warmup_epochs * steps_per_epoch),
+    )
+
+
+def saved_config(run):
+    """The `TrainConfig` recorded in a run folder (a `RunFolder` or a path).
+
+    Raises:
+        UserError: the folder holds no run.
+    """
+    run = run if isinstance(run, RunFolder) else RunFolder(run)
+    settings = run.settings()
+    if settings is None:
+        raise UserError(f"{run.path} holds no run to resume (no config.json)")
+    return TrainConfig(**settings)
+
+
+def check_can_continue(config, run):
+    """Refuses to write over a finished run or to resume a different one.
+
+    Args:
+        config: the `TrainConfig` of the run to start or resume.
+        run: its `RunFolder`.
+
+    Raises:
+        UserError: the folder holds a finished run (whatever its settings),
+            or an unfinished run whose settings differ from `config`.
+    """
+    run.check_is_folder()
+    if run.is_finished():
+        raise UserError(
+            f"{run.path} already holds a finished run; choose another --output-dir"
+        )
+    if run.holds_run():
+        saved = dataclasses.asdict(saved_config(run))
+        wanted = dataclasses.asdict(config)
+        changed = [
+            f"{key} {saved[key]!r} -> {wanted[key]!r}"
+            for key in wanted
+            if key not in TrainConfig.resumable_settings() and saved.get(key) != wanted[key]
+        ]
+        if changed:
+            raise UserError(
+                f"{run.path} holds an unfinished run with other settings "
+                f"({', '.join(changed)}); continue it with its own settings by "
+                f"--resume {run.path}, or choose another --output-dir"
+            )
+    return run
+
+

@@ -1,0 +1,437 @@
+"""Training a VAE run: `train_and_evaluate` = prepare + fit + finish.
+
+A run is described by a `TrainConfig` and writes everything into one folder
+(`run.folder.RunFolder` lists its files). Running again with the same output
+folder resumes an interrupted run from its last committed epoch
+(`run.checkpoint.RunCheckpoint`). On several devices (`parallel.Topology`)
+the chief process writes the folder; the topology is consulted when the run
+is prepared, when the roles' callbacks are chosen, and when it finishes.
+"""
+
+import contextlib
+import dataclasses
+import datetime
+import importlib.metadata
+import importlib.util
+import math
+import platform
+import shutil
+import statistics
+import tempfile
+from pathlib import Path
+
+import keras
+import numpy as np
+
+from keras_vae import data, engines, evaluation, files, pretrained, visualize
+from keras_vae.backend import import_tensorflow_quietly
+from keras_vae.errors import UserError
+from keras_vae.model import VAE, ModelConfig, fresh_copy, load_model, save_model
+from keras_vae.parallel import Topology, one_device
+from keras_vae.run import callbacks
+from keras_vae.run.checkpoint import RunCheckpoint
+from keras_vae.run.config import JIT_COMPILE, build_model_settings, check_can_continue
+from keras_vae.run.folder import RunFolder
+
+NUM_SAMPLES = 64  # the 8x8 grid written after every epoch
+
+
+def learning_rate(config, steps_per_epoch):
+    """Adam's learning rate: a number, or a schedule over all training steps."""
+    if config.lr_schedule == "cosine":
+        return keras.optimizers.schedules.CosineDecay(
+            config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01
+        )
+    return config.learning_rate
+
+
+@contextlib.contextmanager
+def dtype_policy(name):
+    """Keras's global dtype policy set to `name` while the block builds layers."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def default_output_dir(root="runs"):
+    """`runs/<timestamp>-<backend>`, e.g. `runs/20261123-101500-jax`."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{stamp}-{keras.backend.backend()}"
+
+
+def environment():
+    """The backend, devices and package versions, for reproducing a run."""
+    backend = keras.backend.backend()
+    packages = ["keras", backend, "numpy", "tensorflow-datasets"]
+    versions = {}
+    for package in dict.fromkeys(packages):
+        try:
+            versions[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            versions[package] = None
+    return {
+        "backend": backend,
+        "devices": engines.list_devices(),
+        "tfds_data_dir": data.resolve_data_dir(None),
+        "python": platform.python_version(),
+        "packages": versions,
+    }
+
+
+def one_per_class(labels, num_classes=10):
+    """Index of the first example of each class, e.g. one test digit each.
+
+    Without labels (all -1), the first `num_classes` examples.
+    """
+    found = [int(np.flatnonzero(labels == c)[0]) for c in range(num_classes) if (labels == c).any()]
+    return found or list(range(min(num_classes, len(labels))))
+
+
+def build_model(config, steps_per_epoch):
+    """The `VAE` that `config` describes, for `steps_per_epoch` training steps."""
+    return VAE(**build_model_settings(config, steps_per_epoch))
+
+
+def load_initial_model(source):
+    """The saved `VAE` that `--init-from` names: a `.keras` file or a pretrained name.
+
+    Raises:
+        UserError: no such pretrained model, or not a keras-vae model file.
+    """
+    try:
+        if source in pretrained.names():
+            return pretrained.load_pretrained(source)
+        return load_model(source)
+    except UserError as error:
+        raise UserError(f"--init-from: {error}") from error
+
+
+def copy_trained_weights(model, source, name):
+    """Starts `model` from the trained weights of `source` (fine-tuning).
+
+    The trainable weights are copied, in order: the networks and the
+    VampPrior's pseudo-inputs. What is not learned stays `model`'s own: the
+    KL warm-up's step count and the seed states. The objective (`--iw-samples`,
+    `--beta`, ...) may differ between the two models; the networks may not.
+
+    Args:
+        model: a freshly built `VAE`.
+        source: the saved `VAE` (`load_initial_model`).
+        name: how the user named `source`, for the message.
+
+    Raises:
+        UserError: the two models' networks differ.
+    """
+    ours, theirs = model.trainable_weights, source.trainable_weights
+    if [tuple(w.shape) for w in ours] != [tuple(w.shape) for w in theirs]:
+        wanted, saved = model.get_config(), source.get_config()
+        differ = [
+            f"{key} {saved.get(key)!r} there, {wanted[key]!r} here"
+            for key in (*ModelConfig.network_names(), "latent_layers", "prior", "pseudo_inputs")
+            if saved.get(key) != wanted.get(key)
+        ]
+        raise UserError(
+            f"--init-from {name}: its networks differ from the ones these flags describe "
+            f"({'; '.join(differ) or 'other weight shapes'}); give its network settings"
+        )
+    for variable, value in zip(ours, theirs):
+        variable.assign(keras.ops.convert_to_numpy(value))
+
+
+def model_inputs(model, images, labels):
+    """What `fit`/`evaluate` take as x: the images, with the labels if conditional."""
+    return (images, labels) if model.conditional else images
+
+
+def local_view(topology):
+    """The view the pictures decode through: a function, model -> context manager.
+
+    Where the trained model runs only on batches split over all devices
+    (Keras's `DataParallel`), it gives a one-device copy; else the model.
+    """
+
+    @contextlib.contextmanager
+    def view(model):
+        if not topology.spans_devices:
+            yield model
+            return
+        with one_device():
+            yield fresh_copy(model)
+
+    return view
+
+
+def epoch_callbacks(model, config, run, dataset, rows, topology=None):
+    """The callbacks that write the run folder during `fit`, in their order.
+
+    Args:
+        model: the `VAE` being trained.
+        config: its `TrainConfig`.
+        run: the `RunFolder`.
+        dataset: the `data.Dataset` (one validation image per class is
+            reconstructed, or one test image without a validation split).
+        rows: `history.csv`'s rows of the epochs already done (resuming).
+        topology: the `parallel.Topology` it trains on (default: one device).
+
+    Returns:
+        `(callbacks, history, divergence)`: the list for `fit`, and the two
+        that `finish` reads afterwards.
+    """
+    images, image_labels = (
+        (dataset.x_val, dataset.y_val) if dataset.has_validation else (dataset.x_test, dataset.y_test)
+    )
+    chosen = one_per_class(image_labels)
+    labels = image_labels[chosen] if model.conditional else None
+    if model.conditional:  # one row per digit, the same z in each column
+        grid_rows, grid_cols = model.num_classes, NUM_SAMPLES // 8
+        sample_z, sample_labels = model.class_grid_inputs(grid_cols, seed=config.seed)
+    else:
+        grid_rows = grid_cols = sample_labels = None
+        # A learned prior is sampled anew each epoch (with the same seed).
+        sample_z = NUM_SAMPLES if model.learned_prior else model.sample_prior(NUM_SAMPLES, seed=config.seed)
+    view = local_view(topology or Topology())
+    history = callbacks.HistoryCSV(run.history, rows)
+    divergence = callbacks.StopOnNaN()
+    written = [
+        divergence,
+        callbacks.EpochTimer(),
+        history,
+        callbacks.BestModelCheckpoint(run.best_model, best=best_validation(rows)),
+        callbacks.SampleGrid(
+            sample_z, run.samples, grid_rows, grid_cols, sample_labels, seed=config.seed, view=view
+        ),
+        callbacks.ReconstructionGrid(images[chosen], run.reconstructions, labels, view=view),
+    ]
+    if config.tensorboard:
+        written += callbacks.tensorboard(run.logs, run.samples)
+    # Last: commits the epoch once its files are written.
+    written.append(RunCheckpoint(run.backup))
+    return written, history, divergence
+
+
+def best_validation(rows):
+    """The lowest validation loss of the epochs already done (inf if none)."""
+    return min((r["val_loss"] for r in rows if "val_loss" in r), default=math.inf)
+
+
+@dataclasses.dataclass
+class Session:
+    """One training process's part of a run, as `prepare` sets it up."""
+
+    config: object
+    run: RunFolder
+    dataset: object
+    topology: Topology
+    model: VAE
+    batch_size: int
+    callbacks: list
+    divergence: callbacks.StopOnNaN
+    history: object = None  # the chief's HistoryCSV
+    scratch: RunFolder = None  # where the other processes save, when saving is collective
+
+    @property
+    def checkpoint(self):
+        return next(c for c in self.callbacks if isinstance(c, RunCheckpoint))
+
+
+def train_and_evaluate(config, output_dir, verbose="auto", topology=None):
+    """Trains a VAE as `config` says and evaluates it on the test split.
+
+    Args:
+        config: a `TrainConfig`.
+        output_dir: the run's folder (created; see `run.folder`).
+        verbose: Keras's `fit` verbosity (`"auto"`, 0, 1 or 2).
+        topology: the `parallel.Topology` to train on (default: set up
+            from `config.devices`).
+
+    Returns:
+        The dict written to `metrics.json`; None in the processes of a
+        parallel run other than the chief, which writes the folder.
+
+    Raises:
+        UserError: bad output folder, another process training into it, the
+            data cannot be had, a batch that does not split over the
+            devices, or training diverged (the files of the last good epoch
+            are kept).
+    """
+    topology = topology or engines.setup(config.devices)
+    run = RunFolder(output_dir)
+    initial, dataset = check_and_load(config, run, topology)
+    with contextlib.ExitStack() as held:
+
+        def claim():  # one training process per run folder: the chief's lock
+            held.enter_context(run.lock())
+            check_can_continue(config, run)  # again: another process may have run meanwhile
+
+        topology.agree(claim)
+        session = prepare(config, run, dataset, topology, initial)
+        fit(session, verbose)
+        return finish(session)
+
+
+def check_and_load(config, run, topology):
+    """Every check before the run folder is written; then the data.
+
+    Returns:
+        `(initial model or None, dataset)`.
+    """
+    topology.agree(lambda: check_can_continue(config, run))
+    topology.check_batch_size(config.batch_size)
+    if keras.backend.backend() == "torch" and config.steps_per_execution != 1:
+        raise UserError("steps_per_execution must be 1 with the torch backend")
+    if config.tensorboard and importlib.util.find_spec("tensorboard") is None:
+        raise UserError("--tensorboard needs the tensorboard package: pip install tensorboard")
+    import_tensorflow_quietly()  # Keras seeds TensorFlow too, and TFDS reads the data
+    # Before the run folder is written: a bad --init-from leaves nothing behind.
+    initial = load_initial_model(config.init_from) if config.init_from else None
+    keras.utils.set_random_seed(config.seed)  # the same weights in every process
+    dataset = data.load_dataset(
+        config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir,
+        num_train=config.num_train, num_test=config.num_test, binarization=config.binarize,
+        validation_split=config.validation_split, num_validation=config.num_test,
+    )
+    return initial, dataset
+
+
+def prepare(config, run, dataset, topology, initial=None):
+    """Writes the run's settings, builds and compiles the model, picks the callbacks."""
+    if topology.chief:
+        files.remove_stale_temporaries(run.path)  # from a run killed mid-write
+        run.write_config(
+            dataclasses.asdict(config), {**environment(), "topology": topology.as_dict()}
+        )
+    batch_size = topology.check_batch_size(config.batch_size)  # this process's share
+    steps_per_epoch = math.ceil(len(topology.shard(dataset.x_train)) / batch_size)
+    with dtype_policy(config.dtype_policy), topology.scope():
+        model = build_model(config, steps_per_epoch)
+        if initial is not None:  # a resumed run's checkpoint replaces these
+            copy_trained_weights(model, initial, config.init_from)
+        model.compile(  # wraps Adam in a LossScaleOptimizer under mixed_float16
+            optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
+            jit_compile=JIT_COMPILE[config.jit_compile],
+            steps_per_execution=config.steps_per_execution,
+        )
+    # Resuming: keep what the committed epochs wrote, redo the rest.
+    done = RunCheckpoint(run.backup).completed_epochs()
+    rows = [row for row in run.read_history() if row["epoch"] <= done]
+    if done and topology.chief:
+        print(f"Resuming {run.path} after epoch {done} of {config.epochs}.")
+    session = Session(config, run, dataset, topology, model, batch_size, [], None)
+    _role_callbacks(session, rows)
+    session.callbacks += topology.callbacks()  # after the checkpoint is restored
+    return session
+
+
+def _role_callbacks(session, rows):
+    """The callbacks of this process's role: the chief writes the run folder;
+    where Keras's saving is a collective of all processes (a model that spans
+    them), the others save alongside into a scratch folder that is thrown
+    away; elsewhere they write nothing."""
+    topology, run = session.topology, session.run
+    if topology.chief:
+        session.callbacks, session.history, session.divergence = epoch_callbacks(
+            session.model, session.config, run, session.dataset, rows, topology
+        )
+        return
+    session.divergence = callbacks.StopOnNaN()
+    if topology.spans_devices:
+        session.scratch = RunFolder(tempfile.mkdtemp(prefix="keras-vae-process-"))
+        session.callbacks = [
+            session.divergence,
+            callbacks.BestModelCheckpoint(session.scratch.best_model, best=best_validation(rows)),
+            RunCheckpoint(run.backup, save_dir=session.scratch.backup),
+        ]
+    else:
+        session.callbacks = [session.divergence, RunCheckpoint(run.backup, write=False)]
+
+
+def fit(session, verbose):
+    """`model.fit` on this process's shard; validation on the held-out images
+    (else on the test split, as in the original design)."""
+    topology, dataset, model = session.topology, session.dataset, session.model
+    held_out = (dataset.x_val, dataset.y_val) if dataset.has_validation else (dataset.x_test, dataset.y_test)
+    x_train = model_inputs(model, topology.shard(dataset.x_train), topology.shard(dataset.y_train))
+    x_val = model_inputs(model, *(topology.shard(array) for array in held_out))
+    with topology.scope():
+        model.fit(
+            x_train,
+            epochs=session.config.epochs,
+            batch_size=session.batch_size,
+            validation_data=(x_val,),
+            shuffle=True,
+            verbose=verbose if topology.chief else 0,
+            callbacks=session.callbacks,
+        )
+
+
+def finish(session):
+    """Saves the model and, on the chief, writes the test numbers and figures.
+
+    Returns:
+        The metrics (the chief), or None (the other processes).
+    """
+    topology, run, model, config = session.topology, session.run, session.model, session.config
+    diverged = session.divergence.diverged_epoch
+    if session.scratch is not None:  # the chief's last collective save, below
+        if diverged is None:
+            save_model(model, session.scratch.model)
+        shutil.rmtree(session.scratch.path, ignore_errors=True)
+    if not topology.chief:
+        topology.finish()
+        return None
+    if diverged is not None:
+        topology.finish()
+        raise diverged_error(diverged, session.history.rows, run)
+    save_model(model, run.model)
+    topology.finish()  # the other processes leave; the chief goes on alone
+    if config.dtype_policy != "float32" or topology.parallel:
+        # Test numbers from the float32 model on one device, as saved.
+        model = fresh_copy(model)
+        model.compile(jit_compile=JIT_COMPILE[config.jit_compile])
+    metrics = test_metrics(model, session)
+    files.write_json(run.metrics, metrics)
+    dataset = session.dataset
+    visualize.make_figures(model, dataset.x_test, dataset.y_test, run.figures, run_dir=run.path)
+    session.checkpoint.delete()  # the run is finished
+    return metrics
+
+
+def diverged_error(epoch, rows, run):
+    """The `UserError` of a run whose loss became NaN in `epoch`."""
+    kept = (
+        f"the files of epoch {rows[-1]['epoch']}, the last good one, are kept in {run.path}"
+        if rows
+        else "no epoch completed, so no model was saved"
+    )
+    return UserError(
+        f"training diverged in epoch {epoch} (the loss became NaN or infinite) and was "
+        f"stopped; {kept}. Try a lower --learning-rate."
+    )
+
+
+def test_metrics(model, session):
+    """`metrics.json`: the test losses, timings, sizes, and the likelihood if asked."""
+    config, dataset = session.config, session.dataset
+    x_test = model_inputs(model, dataset.x_test, dataset.y_test)
+    test = model.evaluate(x_test, batch_size=config.batch_size, verbose=0, return_dict=True)
+    seconds = [row["seconds"] for row in session.history.rows if "seconds" in row]
+    metrics = {
+        **{f"test_{name}": float(value) for name, value in test.items()},
+        "backend": keras.backend.backend(),
+        "epochs": config.epochs,
+        "epoch_seconds": seconds,
+        "seconds_per_epoch": statistics.median(seconds) if seconds else None,
+        "num_train": len(session.topology.even(dataset.x_train)),
+        "num_validation": len(dataset.x_val),
+        "num_test": len(dataset.x_test),
+    }
+    if config.final_iw_samples:
+        likelihood = evaluation.evaluate_likelihood(
+            model, dataset.x_test, labels=dataset.y_test if model.conditional else None,
+            iw_samples=config.final_iw_samples, seed=config.seed,
+        )
+        metrics.update({f"test_{k}": v for k, v in likelihood.items()})
+    return metrics
