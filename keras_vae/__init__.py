@@ -1,24 +1,26 @@
 """keras-vae: a Variational Autoencoder on MNIST in Keras 3.
 
 One codebase for the TensorFlow, JAX and PyTorch backends, chosen with the
-`KERAS_BACKEND` environment variable. Importing the package registers its
-layers and model, so `keras.saving.load_model("model.keras")` works after
-`import keras_vae`.
+`KERAS_BACKEND` environment variable.
+
+`import keras_vae` is light: the names below that need Keras load it on first
+use (`keras_vae.VAE`, `keras_vae.load_model`, ...), after checking the backend
+and quietening TensorFlow's start-up; so the command line answers `--help`
+and flag errors before any engine loads. Loading the model's module
+registers `VAE` with Keras (as `keras_vae>VAE`), so after
+`keras_vae.load_model(...)` or any use of `keras_vae.VAE`,
+`keras.saving.load_model("model.keras")` works too; in a process that had
+imported Keras before keras-vae, `import keras_vae` registers it at once.
 """
 
-import os
+import sys
 import warnings
 
-from keras_vae.backend import (  # noqa: E402
-    QUIET_TF_LOG_LEVEL,
-    check_backend,
-    import_tensorflow_quietly,
-)
+from keras_vae.backend import lazy_exports, start
+from keras_vae.errors import BackendError, DataUnavailableError, ModelFileError, UserError
 
-# Quieten TensorFlow's C++ logging unless the user asked for it.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_LOG_LEVEL)
-if check_backend() == "tensorflow":  # Keras imports it: do it quietly first
-    import_tensorflow_quietly()
+__version__ = "0.1.0"
+
 # Keras's TensorFlow backend converts tensors with `np.array(tensor)`, and
 # TensorFlow's tensors predate NumPy 2's `copy` argument: NumPy warns at every
 # conversion (thousands per run) about code that is neither ours nor the user's.
@@ -29,42 +31,24 @@ warnings.filterwarnings(
     module=r"keras\.src\.backend\.tensorflow",
 )
 
-from keras_vae.errors import (  # noqa: E402
-    BackendError,
-    DataUnavailableError,
-    ModelFileError,
-    UserError,
-)
-from keras_vae.layers import Sampling  # noqa: E402
-from keras_vae.losses import (  # noqa: E402
-    elbo_losses,
-    iwae_loss,
-    kl_divergence,
-    objective,
-    reconstruction_loss,
-)
-from keras_vae.model import VAE, ModelConfig, load_model, save_model  # noqa: E402
-from keras_vae.networks import build_decoder, build_encoder  # noqa: E402
-from keras_vae.pretrained import load_pretrained  # noqa: E402
-
-__version__ = "0.1.0"
+_EXPORTS = {
+    **dict.fromkeys(
+        ("VAE", "ModelConfig", "load_model", "save_model", "fresh_copy"), "keras_vae.model"
+    ),
+    "Sampling": "keras_vae.layers",
+    **dict.fromkeys(("build_decoder", "build_encoder"), "keras_vae.networks"),
+    **dict.fromkeys(
+        ("elbo_losses", "iwae_loss", "kl_divergence", "objective", "reconstruction_loss"),
+        "keras_vae.losses",
+    ),
+    "load_pretrained": "keras_vae.pretrained",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
 
 __all__ = [
-    "VAE",
-    "BackendError",
-    "DataUnavailableError",
-    "ModelConfig",
-    "ModelFileError",
-    "Sampling",
-    "UserError",
-    "build_decoder",
-    "build_encoder",
-    "elbo_losses",
-    "iwae_loss",
-    "kl_divergence",
-    "load_model",
-    "load_pretrained",
-    "objective",
-    "reconstruction_loss",
-    "save_model",
+    "BackendError", "DataUnavailableError", "ModelFileError", "UserError", "start",
+    *sorted(_EXPORTS),
 ]
+
+if "keras" in sys.modules:  # Keras is loaded already: register the model now
+    __getattr__("VAE")

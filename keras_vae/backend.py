@@ -1,4 +1,9 @@
-"""Checks the Keras backend chosen by `KERAS_BACKEND` before Keras loads."""
+"""The engine before Keras loads: which backend, what it can do, starting it quietly.
+
+Nothing here imports Keras: the command line parses its flags, and reports a
+bad one, before any engine loads (`start`). The package and `keras_vae.model`
+load their Keras-using modules on first use (`lazy_exports`).
+"""
 
 import contextlib
 import importlib
@@ -15,6 +20,13 @@ SUPPORTED_BACKENDS = {
     "jax": "jax",
     "torch": "torch==2.13.0",
 }
+
+
+#: Export format -> the backends that export it (`keras_vae.export`).
+EXPORT_BACKENDS = {"tf_saved_model": ("tensorflow", "jax"), "onnx": ("tensorflow", "torch")}
+EXPORT_FORMATS = tuple(EXPORT_BACKENDS)
+#: (format, backend) -> packages the export needs beyond the backend's own.
+EXPORT_PACKAGES = {("onnx", "tensorflow"): ("onnx", "tf2onnx"), ("onnx", "torch"): ("onnx",)}
 
 
 def check_backend(environ=os.environ):
@@ -43,6 +55,73 @@ def check_backend(environ=os.environ):
             f"or choose another of: {supported}."
         )
     return name
+
+
+def check_export_format(export_format, backend):
+    """Raises `BackendError` unless `backend` can export `export_format` here.
+
+    The message names the backends that can, and the packages to install.
+    """
+    if export_format not in EXPORT_BACKENDS:
+        raise BackendError(
+            f"unknown format {export_format!r}; choose from {', '.join(EXPORT_FORMATS)}"
+        )
+    able = EXPORT_BACKENDS[export_format]
+    if backend not in able:
+        raise BackendError(
+            f"--format {export_format} is not supported on the {backend} backend; run "
+            f"with KERAS_BACKEND={' or '.join(able)} (the .keras file loads on every backend)"
+        )
+    missing = [
+        name for name in EXPORT_PACKAGES.get((export_format, backend), ())
+        if importlib.util.find_spec(name) is None
+    ]
+    if missing:
+        raise BackendError(
+            f"--format {export_format} on the {backend} backend needs "
+            f"{', '.join(missing)}: pip install {' '.join(missing)}"
+        )
+
+
+def start():
+    """Checks `KERAS_BACKEND` and, for TensorFlow, imports it quietly, before Keras.
+
+    Call it before the first import of Keras: every entry point does (the
+    commands after parsing their flags, the package's lazy names).
+
+    Returns:
+        The backend's name.
+
+    Raises:
+        BackendError: as `check_backend`.
+    """
+    name = check_backend()
+    # Quieten TensorFlow's C++ logging unless the user asked for it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", QUIET_TF_LOG_LEVEL)
+    if name == "tensorflow":  # Keras imports it: do it quietly first
+        import_tensorflow_quietly()
+    return name
+
+
+def lazy_exports(package, exports):
+    """A module `__getattr__` (PEP 562) that imports `exports`' modules on first use.
+
+    Args:
+        package: the package's `__name__`.
+        exports: name -> the module (absolute) that defines it.
+
+    Returns:
+        The `__getattr__` function: it starts the engine (`start`), imports
+        the name's module, and returns the name.
+    """
+
+    def __getattr__(name):
+        if name not in exports:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        start()
+        return getattr(importlib.import_module(exports[name]), name)
+
+    return __getattr__
 
 
 #: TensorFlow's C++ log level that keras-vae sets unless the user set one:

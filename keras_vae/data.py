@@ -40,10 +40,9 @@ import os
 import socket
 from pathlib import Path
 
-import keras
 import numpy as np
 
-from keras_vae.backend import import_tensorflow_quietly
+from keras_vae.backend import check_backend, import_tensorflow_quietly
 from keras_vae.errors import DataUnavailableError
 
 _IDX_FILES = (
@@ -110,7 +109,7 @@ def _tfds():
     tf = import_tensorflow_quietly()
     import tensorflow_datasets as tfds
 
-    if keras.backend.backend() != "tensorflow":
+    if check_backend() != "tensorflow":
         tf.config.set_visible_devices([], "GPU")
     return tfds
 

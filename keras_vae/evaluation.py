@@ -29,8 +29,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vae import losses
-from keras_vae.parallel import Topology, batch_multiple, pad_rows
+from keras_vae import data, losses
+from keras_vae.engines.common import batch_multiple, one_device
+from keras_vae.parallel import Topology, pad_rows
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 # Latent vectors decoded per forward pass: one image's k = 5000 samples, the
@@ -70,6 +71,22 @@ class ImportanceSampler(keras.Model):
         z, log_prior_ratio, _, _ = vae.latents.sample(images, ops.shape(epsilon)[1], epsilon)
         log_px_given_z = -losses.reconstruction_loss(images[:, None], vae.decode_samples(z))
         return log_px_given_z, log_prior_ratio, -ops.mean(log_prior_ratio, axis=1)
+
+
+def check_numbers(vae, dataset, binarize, data_dir=None, images=200, iw_samples=100, seed=0):
+    """-ELBO and IWAE NLL of the first `images` test images, rounded to 4 places
+    (the check each pretrained model records, `pretrained.CHECK`)."""
+    x, labels = data.load_split(dataset, "test", data_dir=data_dir, limit=images, binarization=binarize)
+    result = evaluate_likelihood(
+        vae, x, labels=labels if vae.conditional else None, iw_samples=iw_samples, seed=seed
+    )
+    return {"neg_elbo": round(result["neg_elbo"], 4), "iw_nll": round(result["iw_nll"], 4)}
+
+
+def evaluation_scope(topology):
+    """The block in which models are loaded and run for evaluation: the devices
+    of one process (`topology.scope()`); with several processes, each on its own."""
+    return topology.scope() if topology.processes == 1 else one_device()
 
 
 def _logmeanexp(values, axis):
@@ -114,7 +131,7 @@ def evaluate_likelihood(
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
     condition = vae.one_hot(labels, len(images))
-    with topology.evaluation_scope():
+    with evaluation_scope(topology):
         sampler = ImportanceSampler(vae)
     rng = np.random.default_rng(seed)
     chunk = min(iw_samples, max_rows)
@@ -139,7 +156,7 @@ def evaluate_likelihood(
         if index % topology.processes == topology.rank:
             pending.append((start, x, epsilon))
         if len(pending) == local_devices or (pending and index == len(groups) - 1):
-            with topology.evaluation_scope():
+            with evaluation_scope(topology):
                 mine += _importance_pass(sampler, pending, condition, iw_samples, chunk)
             progress.add(sum(len(x) for _, x, _ in pending) * topology.processes)
             pending = []
@@ -148,7 +165,7 @@ def evaluate_likelihood(
         per_image[:, start : start + len(values[0])] = values
     nll, reconstruction, kl = topology.sum_over_processes(per_image)
     iw_nll = float(nll.mean())
-    with topology.evaluation_scope():
+    with evaluation_scope(topology):
         z_means = encoded_means(vae, images, labels)
     return {
         "neg_elbo": float((reconstruction + kl).mean()),

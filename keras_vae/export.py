@@ -24,27 +24,19 @@ A `.keras` file loads on every backend, so any model can be exported: pick a
 backend that has the format.
 """
 
-import importlib.util
 import shutil
 import warnings
 from pathlib import Path
 
 import keras
 
-from keras_vae.backend import import_tensorflow_quietly
-from keras_vae.errors import UserError
+from keras_vae.backend import EXPORT_FORMATS, check_export_format, import_tensorflow_quietly
 
 # What Keras's exporters say on every export, about their own internals: the
 # torch tracer about Keras's shape arithmetic, tf2onnx about NumPy 2.
 _EXPORTER_NOISE = ("Converting a tensor to a Python", "In the future `np.object`")
 
-FORMATS = ("tf_saved_model", "onnx")
-
-#: format -> the backends that export it here.
-BACKENDS = {"tf_saved_model": ("tensorflow", "jax"), "onnx": ("tensorflow", "torch")}
-
-#: (format, backend) -> packages the export needs beyond the backend's own.
-PACKAGES = {("onnx", "tensorflow"): ("onnx", "tf2onnx"), ("onnx", "torch"): ("onnx",)}
+FORMATS = EXPORT_FORMATS
 
 
 def serving_decoder(model):
@@ -68,28 +60,9 @@ def serving_encoder(model):
 
 
 def check_format(export_format, backend=None):
-    """Raises `UserError` unless this backend can export `export_format`.
-
-    The message names the backends that can, and the packages to install.
-    """
-    backend = backend or keras.backend.backend()
-    if export_format not in FORMATS:
-        raise UserError(f"unknown format {export_format!r}; choose from {', '.join(FORMATS)}")
-    able = BACKENDS[export_format]
-    if backend not in able:
-        raise UserError(
-            f"--format {export_format} is not supported on the {backend} backend; run "
-            f"with KERAS_BACKEND={' or '.join(able)} (the .keras file loads on every backend)"
-        )
-    missing = [
-        name for name in PACKAGES.get((export_format, backend), ())
-        if importlib.util.find_spec(name) is None
-    ]
-    if missing:
-        raise UserError(
-            f"--format {export_format} on the {backend} backend needs "
-            f"{', '.join(missing)}: pip install {' '.join(missing)}"
-        )
+    """Raises `UserError` unless this backend can export `export_format`
+    (`backend.check_export_format`: which backends can, what to install)."""
+    check_export_format(export_format, backend or keras.backend.backend())
 
 
 def _input_signature(network):

@@ -208,22 +208,6 @@ def _log_terms(images, outputs):
     )
 
 
-def objective_problems(beta=1.0, free_bits=0.0, iw_samples=1):
-    """What is wrong with these objective settings: a list of messages."""
-    problems = []
-    if not beta >= 0:
-        problems.append(f"beta must be >= 0, got {beta}")
-    if not free_bits >= 0:
-        problems.append(f"free_bits must be >= 0, got {free_bits}")
-    if iw_samples < 1:
-        problems.append(f"iw_samples must be >= 1, got {iw_samples}")
-    elif iw_samples > 1 and free_bits > 0:
-        problems.append(
-            "free bits apply to the VAE objective (iw_samples 1), not to the IWAE bound"
-        )
-    return problems
-
-
 def _monte_carlo_objective(images, outputs, kl_weight):
     """`objective` for models that give `log_prior_ratio` instead of an analytic KL."""
     if _has_sample_axis(outputs):

@@ -17,14 +17,14 @@ it is not faster.
 
 The global batch (`--batch-size`) is split evenly: it must divide by N, and
 the training and validation images are cut to a multiple of N. One process
-(the chief) writes the run folder.
+(the chief) writes the run folder. Nothing here imports Keras: the engines
+build a `Topology` with their own machinery inside.
 """
 
 import contextlib
 import dataclasses
 import os
 
-import keras
 import numpy as np
 
 from keras_vae.errors import UserError
@@ -145,11 +145,6 @@ class Topology:
             return contextlib.nullcontext()
         return self.distribution.scope()
 
-    def evaluation_scope(self):
-        """The block in which models are loaded and run for `evaluation`: the
-        devices of one process; with several processes, each on its own."""
-        return self.scope() if self.processes == 1 else one_device()
-
     def check_batch_size(self, batch_size, flag="--batch-size"):
         """This process's share of the global batch, `batch_size / processes`.
 
@@ -206,29 +201,6 @@ class Topology:
         """Ends the process group after training; the chief goes on alone."""
         if self.group is not None:
             self.group.finish()
-
-
-@contextlib.contextmanager
-def one_device():
-    """A block without Keras's global distribution: models built in it live on one device."""
-    previous = keras.distribution.distribution()
-    keras.distribution.set_distribution(None)
-    try:
-        yield
-    finally:
-        keras.distribution.set_distribution(previous)
-
-
-def batch_multiple():
-    """The number of rows every batch given to a model must divide by.
-
-    Keras's `DataParallel` (JAX) splits each batch evenly over its devices;
-    TensorFlow's strategies and one device take any batch.
-    """
-    distribution = keras.distribution.distribution()
-    if distribution is None:
-        return 1
-    return int(np.prod(distribution.device_mesh.shape))
 
 
 def pad_rows(array, multiple):

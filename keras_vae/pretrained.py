@@ -3,9 +3,9 @@
 They live in `pretrained/` at the repository's root, one `.keras` file each
 (no optimizer state), listed in `pretrained/models.json` with the command
 that trained them, their run's test numbers, their size and sha256, and a
-check: the -ELBO and importance-weighted NLL of the first `CHECK_IMAGES`
-test images with `CHECK_IW_SAMPLES` samples, which the tests recompute on
-every backend. `pretrained/README.md` shows the same as a table.
+check: the -ELBO and importance-weighted NLL of the first test images
+(`CHECK`, computed by `evaluation.check_numbers`), which the tests recompute
+on every backend. `pretrained/README.md` shows the same as a table.
 
     model = keras_vae.load_pretrained("mlp-dynamic")
 
@@ -20,15 +20,13 @@ import hashlib
 import json
 from pathlib import Path
 
-from keras_vae import data, evaluation
+from keras_vae import model
 from keras_vae.errors import UserError
-from keras_vae.model import load_model
 
 #: The folder of the pretrained models: `pretrained/` beside the package.
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
-CHECK_IMAGES = 200
-CHECK_IW_SAMPLES = 100
-CHECK_SEED = 0
+#: The check recorded with each model: the first 200 test images, k = 100, seed 0.
+CHECK = {"images": 200, "iw_samples": 100, "seed": 0}
 
 
 def registry(folder=PRETRAINED_DIR):
@@ -64,7 +62,7 @@ def model_path(name, folder=PRETRAINED_DIR):
 
 def load_pretrained(name, folder=PRETRAINED_DIR):
     """Loads the pretrained `VAE` called `name` (see `names()`), safely."""
-    return load_model(model_path(name, folder))
+    return model.load_model(model_path(name, folder))
 
 
 def data_settings(path, folder=PRETRAINED_DIR):
@@ -80,19 +78,8 @@ def data_settings(path, folder=PRETRAINED_DIR):
     return None
 
 
-def check_numbers(model, dataset, binarize, data_dir=None):
-    """The check recorded with each model: -ELBO and IWAE NLL of the first test images."""
-    images, labels = data.load_split(
-        dataset, "test", data_dir=data_dir, limit=CHECK_IMAGES, binarization=binarize
-    )
-    result = evaluation.evaluate_likelihood(
-        model, images, labels=labels if model.conditional else None,
-        iw_samples=CHECK_IW_SAMPLES, seed=CHECK_SEED,
-    )
-    return {"neg_elbo": round(result["neg_elbo"], 4), "iw_nll": round(result["iw_nll"], 4)}
-
-
 def sha256(path):
+    """The file's sha256, as `models.json` records it."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):

@@ -17,7 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from keras_vae import files, pretrained  # noqa: E402
+from keras_vae import evaluation, files, pretrained  # noqa: E402
 from keras_vae.cli.flags import ArgumentParser, run_command  # noqa: E402
 from keras_vae.errors import UserError  # noqa: E402
 from keras_vae.model import fresh_copy, load_model, save_model  # noqa: E402
@@ -134,7 +134,9 @@ def publish(run_dir, name, description, folder=pretrained.PRETRAINED_DIR, data_d
             key: round(metrics[f"test_{key}"], 4)
             for key in ("loss", "neg_elbo", "reconstruction_loss", "kl_loss")
         },
-        "check": pretrained.check_numbers(model, settings["dataset"], settings["binarize"], data_dir),
+        "check": evaluation.check_numbers(
+            model, settings["dataset"], settings["binarize"], data_dir, **pretrained.CHECK
+        ),
     }
     entries = pretrained.registry(folder)
     entries[name] = entry
@@ -162,7 +164,7 @@ def readme(entries):
             "`export.py`. `models.json` holds the same facts, and the full sha256.",
             "",
             "| name | what | epochs | test −ELBO (nats, all 10 000 images) "
-            f"| check: IWAE NLL, k = {pretrained.CHECK_IW_SAMPLES}, first {pretrained.CHECK_IMAGES} images "
+            f"| check: IWAE NLL, k = {pretrained.CHECK['iw_samples']}, first {pretrained.CHECK['images']} images "
             "| weights | size | sha256 |",
             "|---|---|---:|---:|---:|---:|---:|---|",
             *rows,

@@ -1,15 +1,11 @@
-"""`python scripts/evaluate.py`: test-set ELBO and importance-weighted log-likelihood of a saved model.
-
-The same as `keras-vae evaluate`; the command is keras_vae/commands/evaluate.py, and
-`--help` lists its flags.
-"""
+"""`python scripts/evaluate.py`: the same as `keras-vae evaluate` (see keras_vae/cli/)."""
 
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # runs from a clone too
 
-from keras_vae_cli import launch  # noqa: E402
+from keras_vae.cli import launch  # noqa: E402
 
 if __name__ == "__main__":
     sys.exit(launch("evaluate", "evaluate.py"))

@@ -21,7 +21,9 @@ BACKENDS = ("tensorflow", "jax", "torch")
 if "TFDS_DATA_DIR" not in os.environ and (SHARED / "tfds").is_dir():
     os.environ["TFDS_DATA_DIR"] = str(SHARED / "tfds")
 
-import keras_vae  # noqa: E402,F401  (first: it sets TensorFlow's log level)
+import keras_vae  # noqa: E402
+
+keras_vae.start()  # before Keras: checks the backend, imports TensorFlow quietly
 import keras  # noqa: E402
 from keras_vae import data  # noqa: E402
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import BACKENDS, run_python
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE, build_decoder, build_encoder, networks
-from keras_vae.networks import ARCHITECTURES
+from keras_vae.model.config import ARCHITECTURES, parameter_count
 
 # Small widths keep the suite fast; the layers are those of the defaults.
 VARIANTS = {
@@ -55,7 +55,7 @@ def test_parameter_count_is_the_built_networks(architecture, num_classes):
         filters=(4, 6), blocks=2, num_classes=num_classes,
     )
     built = build_encoder(**settings).count_params() + build_decoder(**settings).count_params()
-    assert networks.parameter_count(**settings) == built
+    assert parameter_count(**settings) == built
 
 
 def test_bad_architectures_are_refused():

@@ -325,12 +325,12 @@ def test_torchrun_with_another_device_count_is_refused(tmp_path, backend):
 
 def test_predictions_of_any_size_under_a_data_parallel_distribution(backend):
     # Keras's JAX DataParallel splits every batch evenly; keras-vae pads.
-    from keras_vae import parallel
+    from keras_vae import engines, parallel
 
     assert parallel.pad_rows(np.arange(5), 4)[0].tolist() == [0, 1, 2, 3, 4, 4, 4, 4]
     assert parallel.pad_rows(np.arange(4), 4)[1] == 4
     topology = parallel.Topology(devices=2, processes=2, rank=1)
     assert topology.shard(np.arange(7)).tolist() == [1, 3, 5]
     assert topology.check_batch_size(128) == 64
-    assert parallel.batch_multiple() == 1  # none set in this process
+    assert engines.common.batch_multiple() == 1  # none set in this process
     assert keras.distribution.distribution() is None

@@ -8,6 +8,7 @@ import pytest
 from conftest import run_python, run_script
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE, export
+from keras_vae.backend import EXPORT_BACKENDS
 
 pytestmark = pytest.mark.slow
 
@@ -46,7 +47,7 @@ def saved_model(tmp_path_factory):
 
 @pytest.mark.parametrize("export_format", export.FORMATS)
 def test_exported_networks_match_the_model_without_keras_vae(saved_model, backend, export_format, tmp_path):
-    if backend not in export.BACKENDS[export_format]:
+    if backend not in EXPORT_BACKENDS[export_format]:
         result = run_script("export.py", saved_model, "--format", export_format, "--output-dir", tmp_path / "export")
         assert result.returncode == 2 and "not supported on the" in result.stderr
         assert not (tmp_path / "export").exists()

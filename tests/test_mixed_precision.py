@@ -10,7 +10,7 @@ from conftest import run_script
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE, evaluation
 from keras_vae.model import fresh_copy
-from keras_vae.run.trainer import dtype_policy
+from keras_vae.engines.common import dtype_policy
 
 to_numpy = keras.ops.convert_to_numpy
 SETTINGS = dict(latent_dim=4, hidden_dim=32, seed=0)

@@ -267,7 +267,7 @@ def test_unknown_backend_names_the_supported_ones():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--num", "0"], "--num must be > 0"),
+        (["--num", "0"], "--num: must be > 0"),
         (["--grid", "2x2", "--num", "5"], "cannot hold --num 5"),
         (["--output", "samples.jpg"], "must end in .png"),
     ],

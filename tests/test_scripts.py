@@ -262,21 +262,22 @@ def test_train_rejects_bad_flags(flags, message):
 
 @pytest.mark.parametrize("name", ["train.py", "generate.py", "evaluate.py", "visualize.py", "export.py"])
 def test_unknown_backend_is_named(tmp_path, name):
-    result = run_script(name, tmp_path / "m.keras", backend="mxnet")
+    model = [] if name == "train.py" else [tmp_path / "m.keras"]  # good flags: the backend is the error
+    result = run_script(name, *model, backend="mxnet")
     _assert_one_line_error(result, "mxnet", "tensorflow, jax, torch")
     assert result.returncode == 2
 
 
 def test_keras_vae_command_runs_the_same_commands(tmp_path):
-    result = run_python(["-m", "keras_vae_cli", "--help"])
+    result = run_python(["-m", "keras_vae.cli", "--help"])
     assert result.returncode == 0 and "generate" in result.stdout and "export" in result.stdout
-    result = run_python(["-m", "keras_vae_cli", "generate", tmp_path / "nothing.keras"])
+    result = run_python(["-m", "keras_vae.cli", "generate", tmp_path / "nothing.keras"])
     _assert_one_line_error(result, "keras-vae generate: error", "no such file")
     assert result.returncode == 2
-    result = run_python(["-m", "keras_vae_cli", "fly"])
+    result = run_python(["-m", "keras_vae.cli", "fly"])
     _assert_one_line_error(result, "unknown command 'fly'", "train, generate")
     assert result.returncode == 2
-    result = run_python(["-m", "keras_vae_cli", "train", "--help"])
+    result = run_python(["-m", "keras_vae.cli", "train", "--help"])
     assert result.returncode == 0 and "usage: keras-vae train" in result.stdout
 
 

@@ -60,8 +60,9 @@ def test_filters_survive_the_json_round_trip(tmp_path):
 
 
 def test_every_setting_is_a_flag_with_its_default_and_help():
-    from keras_vae.cli import train as command
+    from keras_vae.cli.parsers import train_parser
 
+    command = train_parser("train.py")
     defaults = command.parse_args([])
     for field in dataclasses.fields(TrainConfig):
         assert getattr(defaults, field.name) == field.default, field.name

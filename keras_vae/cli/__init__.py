@@ -1,42 +1,42 @@
 """The command line: `keras-vae COMMAND [flags]` and `python scripts/COMMAND.py`.
 
     flags.py      the parser, the shared flags, one-line errors (`run_command`)
+    parsers.py    every command's flags and checks: no engine needed
     train.py generate.py evaluate.py visualize.py export.py   the five commands
 
-Each command module has `main(argv, prog)`. `launch` imports the one asked
-for by name, so that a command's imports are paid only when it runs.
+A command line is parsed and checked first (`--help` and flag errors answer
+at once), then the engine starts (`backend.start`: a bad `KERAS_BACKEND` is
+one line too), then the command's module is imported by name and runs.
 """
 
 import importlib
 import sys
 
+from keras_vae.backend import start
 from keras_vae.cli.flags import run_command
-
-#: command name -> what it does, for `keras-vae --help`.
-COMMANDS = {
-    "train": "train a VAE on MNIST (writes a run folder)",
-    "generate": "decode samples of a saved model into a PNG grid",
-    "evaluate": "test-set ELBO and importance-weighted log-likelihood of a saved model",
-    "visualize": "latent space, manifold, interpolations and training curves of a saved model",
-    "export": "export a saved model's decoder and encoder for serving (SavedModel, ONNX)",
-}
+from keras_vae.cli.parsers import COMMANDS, parse
 
 
 def launch(command, prog, argv=None):
-    """Runs `keras_vae.cli.<command>.main`; returns the exit status.
+    """Runs `command` on the line `argv`; returns the exit status.
 
     Args:
         command: a key of `COMMANDS`.
         prog: the name to use in messages, e.g. `"train.py"`.
         argv: the command's arguments (default `sys.argv[1:]`).
     """
-    module = importlib.import_module(f"keras_vae.cli.{command}")
-    return run_command(lambda args: module.main(args, prog), prog, argv)
+
+    def run(argv):
+        args = parse(command, argv, prog)
+        start()  # the engine, once the flags are known to be good
+        return importlib.import_module(f"keras_vae.cli.{command}").main(args, prog)
+
+    return run_command(run, prog, argv)
 
 
 def usage():
     width = max(map(len, COMMANDS))
-    lines = [f"  {name:<{width}}  {text}" for name, text in COMMANDS.items()]
+    lines = [f"  {name:<{width}}  {text}" for name, (text, *_) in COMMANDS.items()]
     return "\n".join(
         [
             "usage: keras-vae COMMAND [flags]   (keras-vae COMMAND --help for its flags)",

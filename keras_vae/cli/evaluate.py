@@ -11,41 +11,22 @@ import time
 import keras
 
 from keras_vae import engines, evaluation, files
-from keras_vae.cli import flags as cli
-from keras_vae.errors import UserError
-
-PROG = "evaluate.py"
+from keras_vae.cli import flags
 
 
-def parse_args(argv, prog=PROG):
-    parser = cli.ArgumentParser(prog=prog, description="Likelihood evaluation of a saved keras-vae model on the test (or validation) split.")
-    cli.add_test_data_flags(parser, default_binarize="dynamic")
-    parser.add_argument("--iw-samples", type=int, default=5000, help="importance samples k per image (5000: Burda et al.)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
-    parser.add_argument("--output", default=None, help="also write the results to this JSON file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("--max-rows", type=int, default=evaluation.MAX_ROWS, help="latent vectors decoded per forward pass and device (memory vs. speed)")
-    parser.add_argument("--devices", default="1", metavar="N|all", help="split the images over N devices (as train.py --devices; torch: under torchrun); the numbers are those of one device")
-    cli.add_process_flags(parser)
-    cli.add_debug_flag(parser)
-    return parser.parse_args(argv)
-
-
-def main(argv, prog=PROG):
-    args = parse_args(argv, prog)
-    for name in ("iw_samples", "max_rows"):
-        if getattr(args, name) <= 0:
-            raise UserError(f"--{name.replace('_', '-')} must be > 0, got {getattr(args, name)}")
-    cli.apply_process_flags(args)
+def main(args, prog):
+    """Estimates the likelihood of `args.model` on a split; prints a table."""
     topology = engines.setup(args.devices)  # before the backend runs anything
-    with topology.evaluation_scope():  # the model's variables on every device
-        model, images, labels, dataset, binarize, split = cli.load_model_and_test_split(
+    if topology.chief:
+        flags.announce_backend(prog, topology.describe())
+    with evaluation.evaluation_scope(topology):  # the model's variables on every device
+        model, images, labels, dataset, binarize, split = flags.load_model_and_test_split(
             args, default_binarize="dynamic"
         )
     start = time.perf_counter()
     results = evaluation.evaluate_likelihood(
         model, images, labels=labels if model.conditional else None, iw_samples=args.iw_samples, seed=args.seed,
-        max_rows=args.max_rows, verbose=0 if args.quiet or not topology.chief else 1,
+        max_rows=args.max_rows or evaluation.MAX_ROWS, verbose=0 if args.quiet or not topology.chief else 1,
         topology=topology,
     )
     topology.finish()

@@ -2,21 +2,22 @@
 
 The commands parse flags and call the package; errors a user can cause are
 reported one way: one line, exit status 2, no traceback (`--debug` shows it).
+Nothing here loads an engine: flags are parsed and checked before Keras is
+imported (the model file is loaded through `keras_vae.model`'s lazy names).
 """
 
 import argparse
 import collections
 import dataclasses
+import importlib.metadata
 import os
 import sys
 import types
 from pathlib import Path
 
-import keras
-
-from keras_vae import data, engines, pretrained
+from keras_vae import data, model, pretrained
+from keras_vae.backend import check_backend
 from keras_vae.errors import UserError
-from keras_vae.model import load_model
 from keras_vae.run.config import DEFAULT_VALIDATION_SPLIT, flag_name
 from keras_vae.run.folder import RunFolder
 
@@ -87,6 +88,17 @@ def parse_grid(text):
     return rows, cols
 
 
+def positive_int(text):
+    """A whole number > 0, for `argparse`."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {value}")
+    return value
+
+
 def parse_int_list(text):
     """Parses `N,N,...` (e.g. `32,64`) of positive ints for `argparse`."""
     try:
@@ -151,7 +163,7 @@ def apply_process_flags(args):
     }
     if all(value is None for value in given.values()):
         return
-    if keras.backend.backend() != "jax":
+    if check_backend() != "jax":
         raise UserError(
             "--coordinator, --num-processes and --process-id join JAX processes; on torch, "
             "start the processes with torchrun; TensorFlow trains on one host"
@@ -172,16 +184,15 @@ def config_from_args(config_class, args):
     )
 
 
-def announce_backend(prog, topology=None):
-    """Prints the backend and devices in use, e.g. at the start of training.
+def announce_backend(prog, where):
+    """Prints the engine a command runs on, e.g. at the start of training.
 
-    With a data-parallel `parallel.Topology`, the devices it trains on.
+    Args:
+        prog: the command's name.
+        where: the devices, e.g. `"cpu:0"` or `"data parallel over 2 devices"`.
     """
-    if topology is not None and topology.parallel:
-        where = f"data parallel over {topology.describe()}"
-    else:
-        where = ", ".join(engines.list_devices())
-    print(f"{prog}: Keras {keras.__version__}, backend {keras.backend.backend()} ({where})")
+    keras_version = importlib.metadata.version("keras")
+    print(f"{prog}: Keras {keras_version}, backend {check_backend()} ({where})", flush=True)
 
 
 def check_data_settings(dataset, binarize):
@@ -226,13 +237,25 @@ def default_output(args, leaf):
     return Path(args.model).parent / leaf
 
 
+def output_folder(path):
+    """`path` as a `Path`, if it is a folder or is not there yet.
+
+    Raises:
+        UserError: it exists and is not a folder.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise UserError(f"--output-dir {path} exists and is not a folder")
+    return path
+
+
 def add_test_data_flags(parser, default_binarize):
     """Flags of the scripts that take a model and the images of one split."""
     add_model_argument(parser)
     parser.add_argument("--dataset", default=None, choices=data.DATASETS, help="dataset to use (default: the run's, from config.json beside the model, else mnist)")
     parser.add_argument("--binarize", default=None, choices=data.BINARIZATIONS, help=f"default: the run's, else {default_binarize}")
     parser.add_argument("--split", default="test", choices=("test", "validation"), help="the test split (default), or the validation images the run held out of the training set (its --validation-split; 10000 for a model without a run folder)")
-    parser.add_argument("--num-examples", type=int, default=None, help="use only the first N images of the split (default: all)")
+    parser.add_argument("--num-examples", type=positive_int, default=None, help="use only the first N images of the split (default: all)")
     parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory")
     parser.add_argument("--manual-dir", default=None, help="folder with the dataset's original files")
 
@@ -255,8 +278,6 @@ def load_model_and_test_split(args, default_binarize):
     Raises:
         UserError: bad flags, a bad model file, or data that cannot be had.
     """
-    if args.num_examples is not None and args.num_examples <= 0:
-        raise UserError(f"--num-examples must be > 0, got {args.num_examples}")
     resolve_model(args)
     dataset, binarize, validation_split = pretrained.data_settings(
         args.model
@@ -271,9 +292,9 @@ def load_model_and_test_split(args, default_binarize):
                 "its validation curve is the test split"
             )
         validation_split = DEFAULT_VALIDATION_SPLIT
-    model = load_model(args.model)
+    vae = model.load_model(args.model)
     images, labels = data.load_split(
         dataset, args.split, args.data_dir, args.manual_dir, args.num_examples, binarize,
         validation_split=validation_split or 0,
     )
-    return ModelAndData(model, images, labels, dataset, binarize, args.split)
+    return ModelAndData(vae, images, labels, dataset, binarize, args.split)

@@ -2,24 +2,126 @@
 
 `VAE` takes these settings by name, `VAE.get_config` writes them, the safe
 loader counts the weights they ask for before building anything, and
-`TrainConfig` checks its flags through them: one place for each.
+`TrainConfig` checks its flags through them: one place for each. The weight
+counts are the networks' (`keras_vae.networks`) by arithmetic; the tests
+check them against the built networks. Nothing here imports Keras.
 """
 
 import dataclasses
 import math
 
-from keras_vae import losses
-from keras_vae.networks import (
-    ARCHITECTURES,
-    IMAGE_SHAPE,
-    check_architecture,
-    conditional_prior_parameter_count,
-    decoder_parameter_count,
-    encoder_parameter_count,
-)
-
 PRIORS = ("normal", "vamp")
 LATENT_LAYERS = (1, 2)
+IMAGE_SHAPE = (28, 28, 1)
+ARCHITECTURES = ("mlp", "conv", "resnet")
+
+
+def check_architecture(architecture, filters, blocks, image_shape=IMAGE_SHAPE):
+    """Raises `ValueError` for settings the builders cannot build.
+
+    Args:
+        architecture: one of `ARCHITECTURES`.
+        filters: channels of each stride-2 stage (conv and resnet).
+        blocks: residual blocks per stage (resnet).
+        image_shape: `(height, width, channels)`.
+    """
+    if architecture not in ARCHITECTURES:
+        raise ValueError(
+            f"unknown architecture {architecture!r}; choose from {', '.join(ARCHITECTURES)}"
+        )
+    if architecture == "mlp":
+        return
+    if not filters or any(f <= 0 for f in filters):
+        raise ValueError(f"filters must be positive channel counts, got {list(filters)}")
+    scale = 2 ** len(filters)
+    if image_shape[0] % scale or image_shape[1] % scale:
+        raise ValueError(
+            f"{len(filters)} stride-2 stages need the image size {image_shape[0]}x"
+            f"{image_shape[1]} to be divisible by {scale}; give fewer filters"
+        )
+    if architecture == "resnet" and blocks <= 0:
+        raise ValueError(f"blocks must be > 0 for the resnet, got {blocks}")
+
+
+def _dense(inputs, units):
+    return inputs * units + units
+
+
+def _conv(channels_in, channels_out):  # 3x3 kernels, Conv2D or Conv2DTranspose
+    return 9 * channels_in * channels_out + channels_out
+
+
+def encoder_parameter_count(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
+    """The number of weights of `build_encoder` with these settings, by arithmetic."""
+    height, width, channels = image_shape
+    count = 2 * _dense(hidden_dim, latent_dim)
+    if architecture == "mlp":
+        return count + _dense(height * width * channels + num_classes, hidden_dim)
+    residual = 2 * blocks if architecture == "resnet" else 0
+    previous = channels
+    for stage_channels in filters:
+        count += _conv(previous, stage_channels) + residual * _conv(stage_channels, stage_channels)
+        previous = stage_channels
+    cells = (height // 2 ** len(filters)) * (width // 2 ** len(filters))
+    return count + _dense(cells * filters[-1] + num_classes, hidden_dim)
+
+
+def decoder_parameter_count(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
+    """The number of weights of `build_decoder` with these settings, by arithmetic."""
+    height, width, channels = image_shape
+    count = _dense(latent_dim + num_classes, hidden_dim)
+    if architecture == "mlp":
+        return count + _dense(hidden_dim, height * width * channels)
+    residual = 2 * blocks if architecture == "resnet" else 0
+    cells = (height // 2 ** len(filters)) * (width // 2 ** len(filters))
+    count += _dense(hidden_dim, cells * filters[-1])
+    current = filters[-1]
+    for stage in reversed(range(len(filters))):
+        upsampled = filters[max(stage - 1, 0)]
+        count += residual * _conv(current, current) + _conv(current, upsampled)
+        current = upsampled
+    return count + _conv(current, channels)
+
+
+def parameter_count(**settings):
+    """The number of weights of `build_encoder` plus `build_decoder`, by arithmetic.
+
+    Nothing is built: the safe loader uses it (through
+    `ModelConfig.parameter_count`) to refuse a model file whose settings ask for more
+    weights than the file holds, before allocating any. The tests check it
+    against `count_params()` of the built networks.
+
+    Args:
+        the builders' (see `build_encoder`), all given, by keyword.
+
+    Returns:
+        An int.
+    """
+    return encoder_parameter_count(**settings) + decoder_parameter_count(**settings)
+
+
+def conditional_prior_parameter_count(latent_dim, hidden_dim):
+    """The number of weights of `build_conditional_prior`."""
+    return _dense(latent_dim, hidden_dim) + 2 * _dense(hidden_dim, latent_dim)
+
+
+
+def objective_problems(beta=1.0, free_bits=0.0, iw_samples=1):
+    """What is wrong with these objective settings: a list of messages."""
+    problems = []
+    if not beta >= 0:
+        problems.append(f"beta must be >= 0, got {beta}")
+    if not free_bits >= 0:
+        problems.append(f"free_bits must be >= 0, got {free_bits}")
+    if iw_samples < 1:
+        problems.append(f"iw_samples must be >= 1, got {iw_samples}")
+    elif iw_samples > 1 and free_bits > 0:
+        problems.append(
+            "free bits apply to the VAE objective (iw_samples 1), not to the IWAE bound"
+        )
+    return problems
+
+
 
 
 def _setting(default, network=False):
@@ -123,7 +225,7 @@ class ModelConfig:
             check_architecture(self.architecture, self.filters, self.blocks, self.image_shape)
         except ValueError as error:
             problems.append(str(error))
-        problems += losses.objective_problems(self.beta, self.free_bits, self.iw_samples)
+        problems += objective_problems(self.beta, self.free_bits, self.iw_samples)
         problems += self.latent_problems()
         if self.kl_warmup_steps < 0:
             problems.append(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
@@ -173,4 +275,3 @@ class ModelConfig:
         return count
 
 
-__all__ = ["ARCHITECTURES", "LATENT_LAYERS", "PRIORS", "ModelConfig"]

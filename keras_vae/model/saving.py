@@ -15,6 +15,7 @@ from keras_vae.backend import import_tensorflow_quietly
 from keras_vae.errors import ModelFileError
 from keras_vae.files import atomic_path
 from keras_vae.model.config import ModelConfig
+from keras_vae.model.vae import VAE  # registers keras_vae>VAE for Keras's loader
 
 _VAE_REGISTERED_NAME = "keras_vae>VAE"
 _WEIGHTS_FILE = "model.weights.h5"
@@ -110,10 +111,13 @@ def load_model(path):
     path = Path(path)
     _check_archive(path)
     try:
-        return keras.saving.load_model(path, safe_mode=True)
+        loaded = keras.saving.load_model(path, safe_mode=True)
     except Exception as error:  # Keras raises many types; report one line.
         reason = str(error).strip().splitlines()[0] if str(error).strip() else ""
         raise ModelFileError(
             f"{path}: could not be loaded as a keras-vae model "
             f"({type(error).__name__}: {reason})"
         ) from error
+    if not isinstance(loaded, VAE):  # the archive check makes this unreachable
+        raise ModelFileError(f"{path}: a {type(loaded).__name__}, not a keras-vae VAE")
+    return loaded

@@ -191,6 +191,12 @@ class RunFolder:
         return sorted(self.samples.glob("epoch_*.png"))
 
 
+def default_run_dir(backend, root="runs"):
+    """`runs/<timestamp>-<backend>`, e.g. `runs/20261123-101500-jax`."""
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(root) / f"{stamp}-{backend}"
+
+
 def epoch_filename(epoch):
     """`epoch_001.png` for Keras's 0-based epoch 0."""
     return f"epoch_{epoch + 1:03d}.png"

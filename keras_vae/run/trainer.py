@@ -10,7 +10,6 @@ is prepared, when the roles' callbacks are chosen, and when it finishes.
 
 import contextlib
 import dataclasses
-import datetime
 import importlib.metadata
 import importlib.util
 import math
@@ -18,7 +17,6 @@ import platform
 import shutil
 import statistics
 import tempfile
-from pathlib import Path
 
 import keras
 import numpy as np
@@ -27,7 +25,8 @@ from keras_vae import data, engines, evaluation, files, pretrained, visualize
 from keras_vae.backend import import_tensorflow_quietly
 from keras_vae.errors import UserError
 from keras_vae.model import VAE, ModelConfig, fresh_copy, load_model, save_model
-from keras_vae.parallel import Topology, one_device
+from keras_vae.engines.common import dtype_policy, one_device
+from keras_vae.parallel import Topology
 from keras_vae.run import callbacks
 from keras_vae.run.checkpoint import RunCheckpoint
 from keras_vae.run.config import JIT_COMPILE, build_model_settings, check_can_continue
@@ -43,23 +42,6 @@ def learning_rate(config, steps_per_epoch):
             config.learning_rate, decay_steps=config.epochs * steps_per_epoch, alpha=0.01
         )
     return config.learning_rate
-
-
-@contextlib.contextmanager
-def dtype_policy(name):
-    """Keras's global dtype policy set to `name` while the block builds layers."""
-    previous = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(name)
-    try:
-        yield
-    finally:
-        keras.config.set_dtype_policy(previous)
-
-
-def default_output_dir(root="runs"):
-    """`runs/<timestamp>-<backend>`, e.g. `runs/20261123-101500-jax`."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path(root) / f"{stamp}-{keras.backend.backend()}"
 
 
 def environment():
