@@ -64,14 +64,8 @@ def mnist_subset():
     return data.load_dataset("mnist", num_train=2000, num_test=500)
 
 
-def run_python(args, backend=None, env=None, timeout=600, cwd=None):
-    """Runs `python ARGS` in a fresh process; returns the CompletedProcess.
-
-    Args:
-        args: arguments after `python`.
-        backend: `KERAS_BACKEND` for the child (default: this process's).
-        env: extra environment variables (a value of None removes one).
-    """
+def child_environment(backend=None, env=None):
+    """The environment of a child process (see `run_python`)."""
     child_env = dict(os.environ)
     # A user's shell: no log level that this process's imports (JAX sets one)
     # chose for themselves.
@@ -82,6 +76,42 @@ def run_python(args, backend=None, env=None, timeout=600, cwd=None):
             child_env.pop(key, None)
         else:
             child_env[key] = value
+    return child_env
+
+
+def run_python_together(jobs, timeout=900):
+    """Runs `python ARGS` for each `(args, backend)` of `jobs` at the same time.
+
+    Returns:
+        The `(returncode, stderr)` of each, in order.
+    """
+    start = time.perf_counter()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, *map(str, args)], env=child_environment(backend),
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+        )
+        for args, backend in jobs
+    ]
+    try:
+        errors = [process.communicate(timeout=timeout)[1] for process in processes]
+        return [(process.returncode, stderr) for process, stderr in zip(processes, errors)]
+    finally:
+        for process in processes:
+            process.kill()
+        CHILDREN["count"] += len(jobs)
+        CHILDREN["seconds"] += time.perf_counter() - start
+
+
+def run_python(args, backend=None, env=None, timeout=600, cwd=None):
+    """Runs `python ARGS` in a fresh process; returns the CompletedProcess.
+
+    Args:
+        args: arguments after `python`.
+        backend: `KERAS_BACKEND` for the child (default: this process's).
+        env: extra environment variables (a value of None removes one).
+    """
+    child_env = child_environment(backend, env)
     start = time.perf_counter()
     try:
         return subprocess.run(

@@ -7,7 +7,6 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, run_python
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE, build_decoder, build_encoder, networks
 from keras_vae.model.config import ARCHITECTURES, parameter_count
@@ -23,16 +22,7 @@ VARIANTS = {
     ),
 }
 
-DECODE_IN_CHILD = """
-import sys, json, keras, numpy as np, keras_vae
-z = np.load(sys.argv[1])
-for path in sys.argv[3:]:
-    model = keras_vae.load_model(path)
-    labels = np.arange(len(z)) % 10 if model.conditional else None
-    np.save(path + "." + sys.argv[2] + ".npy", model.decode(z, labels))
-    if model.kl_warmup_steps:
-        print(json.dumps(float(keras.ops.convert_to_numpy(model.warmup_step))))
-"""
+
 
 
 @pytest.mark.parametrize("architecture", ["conv", "resnet"])
@@ -109,24 +99,6 @@ def test_variants_round_trip_in_process(trained, name):
     np.testing.assert_allclose(loaded.decode(z, labels), model.decode(z, labels), atol=1e-6)
     if model.kl_warmup_steps:  # 64 steps of warm-up are saved with the model
         assert float(keras.ops.convert_to_numpy(loaded.warmup_step)) == 64
-
-
-@pytest.mark.parametrize("child_backend", BACKENDS)
-def test_variants_decode_the_same_under_every_backend(trained, child_backend, backend):
-    if child_backend == backend:
-        pytest.skip("the same backend: the in-process loading test covers it")
-    folder, z, models = trained
-    paths = [folder / f"{name}.keras" for name in VARIANTS]
-    result = run_python(
-        ["-c", DECODE_IN_CHILD, folder / "z.npy", child_backend, *paths], backend=child_backend
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.split()[-1] == "64.0"  # the warm-up counter, loaded
-    for name, path in zip(VARIANTS, paths):
-        model, _ = models[name]
-        labels = np.arange(len(z)) % 10 if model.conditional else None
-        decoded = np.load(f"{path}.{child_backend}.npy")
-        np.testing.assert_allclose(decoded, model.decode(z, labels), atol=1e-5, err_msg=name)
 
 
 def test_conditional_generation_follows_the_label(trained):

@@ -11,6 +11,9 @@ from keras_vae import pretrained
 from keras_vae.cli import flags as cli, parsers
 from keras_vae.run.config import TrainConfig
 
+# The docs say the same whatever the backend: checked once (tests/run.sh).
+pytestmark = pytest.mark.any_backend
+
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "pretrained" / "README.md"]
 COMMAND = re.compile(
     r"^(?:[A-Z_]+=\S+\s+)*(?:(?:python|torchrun(?: --[\w-]+ \S+)*) (?:scripts/(\w+)\.py)|keras-vae (\w+))(?:\s|$)"

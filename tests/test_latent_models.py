@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, run_python, run_script
+from conftest import run_script
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE, data, evaluation, losses, networks
 from keras_vae.model import ModelConfig
@@ -322,27 +322,7 @@ def test_init_from_refuses_other_networks_and_files(trained, tmp_path):
         train.load_initial_model("no-such-model")
 
 
-GENERATE_IN_CHILD = """
-import sys, numpy as np, keras_vae
-for path in sys.argv[2:]:
-    np.save(path + "." + sys.argv[1] + ".npy", keras_vae.load_model(path).generate(16, seed=5))
-"""
-
-
-@pytest.mark.parametrize("child_backend", BACKENDS)
-def test_variants_generate_the_same_under_every_backend(trained, child_backend, backend):
-    if child_backend == backend:
-        pytest.skip("the same backend: the in-process loading test covers it")
-    folder, models = trained
-    paths = [folder / f"{name}.keras" for name in VARIANTS]
-    result = run_python(["-c", GENERATE_IN_CHILD, child_backend, *paths], backend=child_backend)
-    assert result.returncode == 0, result.stderr[-3000:]
-    for name, path in zip(VARIANTS, paths):
-        model, _ = models[name]
-        generated = np.load(f"{path}.{child_backend}.npy")
-        np.testing.assert_allclose(generated, model.generate(16, seed=5), atol=1e-5, err_msg=name)
-
-
+@pytest.mark.any_backend  # the script's validation split; every backend trains these models in test_variants_train_and_log_a_monte_carlo_kl
 @pytest.mark.slow
 def test_train_script_trains_a_two_layer_vamp_model_on_the_validation_split(tmp_path, backend):
     run = tmp_path / "run"

@@ -6,16 +6,8 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, run_python
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE
-
-DECODE_IN_CHILD = """
-import sys, numpy as np, keras_vae
-model = keras_vae.load_model(sys.argv[1])
-np.save(sys.argv[3], model.decode(np.load(sys.argv[2])))
-"""
-
 
 @pytest.fixture(scope="module")
 def trained(mnist_subset):
@@ -123,19 +115,6 @@ def saved(trained, tmp_path_factory):
     z = model.sample_prior(16, seed=0)
     np.save(folder / "z.npy", z)
     return path, folder, model.decode(z)
-
-
-@pytest.mark.parametrize("child_backend", BACKENDS)
-def test_saved_model_decodes_the_same_under_every_backend(saved, child_backend, backend):
-    if child_backend == backend:
-        pytest.skip("the same backend: the in-process loading test covers it")
-    path, folder, expected = saved
-    out = folder / f"decoded-{child_backend}.npy"
-    result = run_python(
-        ["-c", DECODE_IN_CHILD, path, folder / "z.npy", out], backend=child_backend
-    )
-    assert result.returncode == 0, result.stderr[-2000:]
-    np.testing.assert_allclose(np.load(out), expected, atol=1e-5)
 
 
 def test_load_in_process_keeps_weights_and_optimizer(saved, trained):

@@ -18,10 +18,12 @@ ENTRIES = pretrained.registry()
 sys.path.insert(0, str(ROOT / "pretrained"))
 
 
+@pytest.mark.any_backend  # the registry and the --pretrained flag
 def test_there_are_pretrained_models():
     assert {"mlp-grey", "mlp-dynamic"} <= set(ENTRIES)
 
 
+@pytest.mark.any_backend  # the registry and the --pretrained flag
 @pytest.mark.parametrize("name", list(ENTRIES))
 def test_file_is_the_one_recorded_small_and_without_optimizer(name):
     entry = ENTRIES[name]
@@ -48,11 +50,13 @@ def test_loads_and_scores_its_recorded_check(name):
     assert samples.shape == (16, 28, 28, 1) and 0.02 < samples.mean() < 0.5 and samples.std() > 0.1
 
 
+@pytest.mark.any_backend  # the registry and the --pretrained flag
 def test_unknown_name_is_refused():
     with pytest.raises(UserError, match="no pretrained model 'nope'.*mlp-grey"):
         load_pretrained("nope")
 
 
+@pytest.mark.any_backend  # the registry and the --pretrained flag
 @pytest.mark.slow
 def test_scripts_take_a_pretrained_name(tmp_path):
     name = "mlp-dynamic" if "mlp-dynamic" in ENTRIES else next(iter(ENTRIES))

@@ -17,7 +17,7 @@ from conftest import ROOT, SCRIPTS, one_error_line, run_script
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE, backend as vae_backend, files
 from keras_vae.run import callbacks, folder as run_folder
-from keras_vae.errors import BackendError, ModelFileError
+from keras_vae.errors import BackendError, ModelFileError, UserError
 
 TINY_RUN = [
     "--num-train", "2048", "--num-test", "256", "--hidden-dim", "64",
@@ -69,6 +69,7 @@ def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     assert len(metrics["epoch_seconds"]) == 5
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 @pytest.mark.slow
 def test_resume_flag_and_finished_runs(tmp_path):
     folder = tmp_path / "run"
@@ -116,16 +117,22 @@ def test_history_and_best_model_skip_non_finite_epochs(tmp_path):
 
 @pytest.mark.slow
 def test_diverging_run_stops_with_a_clear_message(tmp_path):
-    result = run_script(
-        "train.py", "--epochs", "2", "--learning-rate", "1e30", "--output-dir", tmp_path / "run", *TINY_RUN
+    # In this process: how a UserError reaches the user is test_scripts'.
+    from keras_vae.run.config import TrainConfig
+    from keras_vae.run.trainer import train_and_evaluate
+
+    config = TrainConfig(
+        epochs=2, learning_rate=1e30, num_train=2048, num_test=256, hidden_dim=64, latent_dim=4
     )
-    one_error_line(result, "diverged in epoch 1", "--learning-rate")
+    with pytest.raises(UserError, match="diverged in epoch 1.*--learning-rate"):
+        train_and_evaluate(config, tmp_path / "run", verbose=0)
     assert not (tmp_path / "run" / "model.keras").exists()
 
 
 # Never half-written ----------------------------------------------------------
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     path = tmp_path / "metrics.json"
     files.write_json(path, {"a": 1})
@@ -137,6 +144,7 @@ def test_atomic_write_keeps_the_old_file_on_failure(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_temporaries_of_dead_writers_are_removed(tmp_path):
     # What a writer killed between writing and renaming leaves behind.
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
@@ -153,6 +161,7 @@ def test_temporaries_of_dead_writers_are_removed(tmp_path):
     assert all(p.exists() for p in kept)
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_temporary_names_keep_the_suffix_writers_need(tmp_path):
     with files.atomic_path(tmp_path / "epoch_0001.weights.h5") as temporary:
         assert temporary.name.endswith(".weights.h5") and temporary.parent == tmp_path
@@ -183,6 +192,7 @@ def disguise_as_vae(source, target):
             archive.writestr(name, data)
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_the_payload_is_real_when_safe_mode_is_off(tmp_path):
     marker = tmp_path / "marker"
     make_lambda_model(tmp_path / "evil.keras", marker)
@@ -192,6 +202,7 @@ def test_the_payload_is_real_when_safe_mode_is_off(tmp_path):
     assert marker.exists()
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 @pytest.mark.parametrize("disguised", [False, True])
 def test_model_with_code_is_refused_and_runs_nothing(tmp_path, disguised):
     marker = tmp_path / "marker"
@@ -209,6 +220,7 @@ def test_model_with_code_is_refused_and_runs_nothing(tmp_path, disguised):
     assert not (tmp_path / "out.png").exists()
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_truncated_model_and_foreign_model(tmp_path):
     model = VAE(latent_dim=2, hidden_dim=8)
     save_model(model, tmp_path / "good.keras")
@@ -225,6 +237,7 @@ def test_truncated_model_and_foreign_model(tmp_path):
         load_model(tmp_path / "good.h5")
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_settings_that_ask_for_more_weights_than_the_file_holds_are_refused(tmp_path, monkeypatch):
     save_model(VAE(latent_dim=2, hidden_dim=8), tmp_path / "small.keras")
     with zipfile.ZipFile(tmp_path / "small.keras") as archive:
@@ -244,6 +257,7 @@ def test_settings_that_ask_for_more_weights_than_the_file_holds_are_refused(tmp_
     one_error_line(result, "huge.keras", "refused before building the model")
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_debug_flag_shows_the_traceback(tmp_path):
     result = run_script("generate.py", tmp_path / "missing.keras", "--debug")
     assert result.returncode != 0 and "Traceback" in result.stderr
@@ -252,17 +266,20 @@ def test_debug_flag_shows_the_traceback(tmp_path):
 # Bad input -------------------------------------------------------------------
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_backend_not_installed_names_the_install_command(monkeypatch):
     monkeypatch.setattr(vae_backend.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(BackendError, match=r"pip install torch==2.13.0"):
         vae_backend.check_backend({"KERAS_BACKEND": "torch"})
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_unknown_backend_names_the_supported_ones():
     with pytest.raises(BackendError, match="tensorflow, jax, torch"):
         vae_backend.check_backend({"KERAS_BACKEND": "theano"})
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "args, message",
@@ -277,12 +294,14 @@ def test_generate_rejects_bad_flags_before_loading(tmp_path, args, message):
     one_error_line(run_script("generate.py", tmp_path / "m.keras", *args), message)
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 @pytest.mark.slow
 def test_generate_rejects_a_malformed_grid(tmp_path):
     result = run_script("generate.py", tmp_path / "m.keras", "--grid", "8by8")
     assert result.returncode == 2 and "ROWSxCOLS" in result.stderr
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 @pytest.mark.slow
 def test_output_dir_that_is_a_file(tmp_path):
     target = tmp_path / "file.txt"
@@ -303,6 +322,7 @@ def test_speed_flags_are_checked(tmp_path, backend):
     one_error_line(run_script("train.py", "--steps-per-execution", "0"), "steps_per_execution must be > 0")
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 @pytest.mark.slow
 def test_resume_checks_the_settings_it_may_change(tmp_path):
     import dataclasses
@@ -330,6 +350,7 @@ def write_lock(folder, pid, host=None):
     (folder / ".lock").write_text(json.dumps(holder))
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_a_run_folder_another_live_process_writes_is_refused(tmp_path):
     folder = tmp_path / "run"
     holder = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
@@ -343,6 +364,7 @@ def test_a_run_folder_another_live_process_writes_is_refused(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [".lock"]  # nothing written
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_a_lock_from_another_host_is_refused_with_what_to_do(tmp_path):
     folder = tmp_path / "run"
     write_lock(folder, 12345, host="gpu-node-7")
@@ -350,6 +372,7 @@ def test_a_lock_from_another_host_is_refused_with_what_to_do(tmp_path):
     one_error_line(result, "process 12345 on host gpu-node-7", "delete")
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_a_stale_lock_of_a_killed_run_is_taken_over_and_released(tmp_path):
     folder = tmp_path / "run"
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
@@ -361,6 +384,7 @@ def test_a_stale_lock_of_a_killed_run_is_taken_over_and_released(tmp_path):
     assert (folder / "metrics.json").is_file() and not (folder / ".lock").exists()
 
 
+@pytest.mark.any_backend  # files, flags and run folders: no engine in what it checks
 def test_the_lock_is_released_when_the_run_fails(tmp_path):
     folder = run_folder.RunFolder(tmp_path / "run")
     with pytest.raises(RuntimeError):

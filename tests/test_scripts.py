@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import BACKENDS, error_lines, run_python, run_script
+from conftest import error_lines, run_python, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -120,44 +120,23 @@ def test_generate_writes_png_and_npy(run_dir, tmp_path):
     assert 0.0 <= samples.min() and samples.max() <= 1.0
 
 
-def generate_in_child(model, folder, backend):
-    """`generate.py`'s images (seed 5) of `model` under `backend`."""
-    npy = folder / f"{backend}.npy"
-    result = run_script(
-        "generate.py", model, "--seed", "5", "--output", folder / f"{backend}.png",
-        "--npy", npy, backend=backend,
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return np.load(npy)
-
-
-@pytest.fixture(scope="module")
-def generated_here(run_dir, backend, tmp_path_factory):
-    """The script's images on this process's backend, once for the module."""
-    return generate_in_child(run_dir / "model.keras", tmp_path_factory.mktemp("here"), backend)
-
-
-@pytest.mark.parametrize("other", BACKENDS)
-def test_generate_gives_the_same_images_under_every_backend(run_dir, generated_here, tmp_path, other, backend):
-    if other == backend:  # the same backend, another process: the same images
-        np.testing.assert_array_equal(generate_in_child(run_dir / "model.keras", tmp_path, other), generated_here)
-        return
-    there = generate_in_child(run_dir / "model.keras", tmp_path, other)
-    np.testing.assert_allclose(there, generated_here, atol=1e-5)
-
-
 @pytest.fixture(scope="module")
 def conditional_run(tmp_path_factory):
     """A conditional conv VAE trained on the IWAE bound with KL warm-up."""
+    # In this process: the flags' way into TrainConfig is test_train_config's.
+    from keras_vae.cli.flags import config_from_args
+    from keras_vae.cli.parsers import train_parser
+    from keras_vae.run.config import TrainConfig
+    from keras_vae.run.trainer import train_and_evaluate
+
     folder = tmp_path_factory.mktemp("conditional")
-    result = run_script(
-        "train.py",
+    args = train_parser("train.py").parse_args([
         "--epochs", "1", "--num-train", "512", "--num-test", "128",
         "--latent-dim", "4", "--hidden-dim", "32", "--architecture", "conv", "--filters", "8,16",
         "--conditional", "--iw-samples", "2", "--kl-warmup-epochs", "0.5", "--beta", "0.9",
-        "--binarize", "dynamic", "--output-dir", folder, "--verbose", "0",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+        "--binarize", "dynamic",
+    ])
+    train_and_evaluate(config_from_args(TrainConfig, args), folder, verbose=0)
     return folder
 
 
@@ -179,6 +158,7 @@ def test_train_records_and_applies_the_improvement_flags(conditional_run):
     assert grid.shape == (2 * (10 * 30 + 2), 2 * (8 * 30 + 2))  # one row per digit
 
 
+@pytest.mark.any_backend  # the script's --digit; every backend generates by label in test_architectures
 def test_generate_a_chosen_digit_and_every_digit(conditional_run, tmp_path):
     model = conditional_run / "model.keras"
     outputs = {}
@@ -196,6 +176,7 @@ def test_generate_a_chosen_digit_and_every_digit(conditional_run, tmp_path):
     np.testing.assert_allclose(outputs["all"][15:20], outputs["3"][:5], atol=1e-6)
 
 
+@pytest.mark.any_backend  # flags checked against the loaded model's kind
 def test_generate_digit_errors(run_dir, conditional_run):
     result = run_script("generate.py", run_dir / "model.keras", "--digit", "3")
     _assert_one_line_error(result, "--digit needs a conditional model")
@@ -212,11 +193,13 @@ def _assert_one_line_error(result, *fragments):
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.any_backend  # flags and files, checked before any engine works
 def test_generate_on_missing_file(tmp_path):
     result = run_script("generate.py", tmp_path / "nothing.keras")
     _assert_one_line_error(result, "nothing.keras", "no such file")
 
 
+@pytest.mark.any_backend  # flags and files, checked before any engine works
 def test_generate_on_a_file_that_is_not_a_model(tmp_path):
     fake = tmp_path / "fake.keras"
     fake.write_text("this is not a model")
@@ -224,6 +207,7 @@ def test_generate_on_a_file_that_is_not_a_model(tmp_path):
     _assert_one_line_error(result, "fake.keras", "not a zip archive")
 
 
+@pytest.mark.any_backend  # flags and files, checked before any engine works
 def test_generate_on_a_zip_that_is_not_a_model(tmp_path):
     fake = tmp_path / "archive.keras"
     with zipfile.ZipFile(fake, "w") as archive:
@@ -232,6 +216,7 @@ def test_generate_on_a_zip_that_is_not_a_model(tmp_path):
     _assert_one_line_error(result, "archive.keras", "not a Keras model")
 
 
+@pytest.mark.any_backend  # flags and files, checked before any engine works
 def test_train_offline_without_data_says_how_to_provide_it(tmp_path):
     result = run_script(
         "train.py", "--epochs", "1", "--output-dir", tmp_path / "run",
@@ -241,6 +226,7 @@ def test_train_offline_without_data_says_how_to_provide_it(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.any_backend  # flags and files, checked before any engine works
 @pytest.mark.parametrize(
     "flags, message",
     [
@@ -260,6 +246,7 @@ def test_train_rejects_bad_flags(flags, message):
     _assert_one_line_error(run_script("train.py", *flags), message)
 
 
+@pytest.mark.any_backend  # flags and files, checked before any engine works
 @pytest.mark.parametrize("name", ["train.py", "generate.py", "evaluate.py", "visualize.py", "export.py"])
 def test_unknown_backend_is_named(tmp_path, name):
     model = [] if name == "train.py" else [tmp_path / "m.keras"]  # good flags: the backend is the error
@@ -268,6 +255,7 @@ def test_unknown_backend_is_named(tmp_path, name):
     assert result.returncode == 2
 
 
+@pytest.mark.any_backend  # flags and files, checked before any engine works
 def test_keras_vae_command_runs_the_same_commands(tmp_path):
     result = run_python(["-m", "keras_vae.cli", "--help"])
     assert result.returncode == 0 and "generate" in result.stdout and "export" in result.stdout
@@ -281,6 +269,7 @@ def test_keras_vae_command_runs_the_same_commands(tmp_path):
     assert result.returncode == 0 and "usage: keras-vae train" in result.stdout
 
 
+@pytest.mark.any_backend  # flags and files, checked before any engine works
 @pytest.mark.skipif(shutil.which("keras-vae") is None, reason="the package is not installed")
 def test_installed_entry_point(tmp_path):
     result = subprocess.run(
@@ -290,6 +279,7 @@ def test_installed_entry_point(tmp_path):
     _assert_one_line_error(result, "keras-vae generate: error", "no such file")
 
 
+@pytest.mark.any_backend  # flags and files, checked before any engine works
 @pytest.mark.parametrize("name", ["train.py", "evaluate.py", "generate.py", "visualize.py", "export.py"])
 def test_help_shows_real_defaults_only(name):
     result = run_script(name, "--help")

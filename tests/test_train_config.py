@@ -11,6 +11,7 @@ from keras_vae.run.config import TrainConfig
 from keras_vae.run.trainer import learning_rate
 
 
+@pytest.mark.any_backend  # settings and flags
 def test_defaults_are_the_original_design():
     config = TrainConfig()
     assert (config.epochs, config.batch_size, config.latent_dim, config.hidden_dim) == (10, 128, 20, 512)
@@ -18,6 +19,7 @@ def test_defaults_are_the_original_design():
     assert learning_rate(config, steps_per_epoch=469) == 1e-3
 
 
+@pytest.mark.any_backend  # settings and flags
 def test_every_problem_is_reported_at_once():
     with pytest.raises(UserError) as error:
         TrainConfig(epochs=0, hidden_dim=-1, binarize="sometimes", lr_schedule="step")
@@ -34,6 +36,7 @@ def test_cosine_schedule_decays_to_one_percent():
     assert values[2] == pytest.approx(1e-5, rel=1e-3)
 
 
+@pytest.mark.any_backend  # settings and flags
 @pytest.mark.parametrize(
     "settings, message",
     [
@@ -53,12 +56,14 @@ def test_improvement_settings_are_checked(settings, message):
         TrainConfig(**settings)
 
 
+@pytest.mark.any_backend  # settings and flags
 def test_filters_survive_the_json_round_trip(tmp_path):
     config = TrainConfig(architecture="conv", filters=[16, 32])
     assert config.filters == (16, 32)
     assert TrainConfig(**json.loads(json.dumps(dataclasses.asdict(config)))) == config
 
 
+@pytest.mark.any_backend  # settings and flags
 def test_every_setting_is_a_flag_with_its_default_and_help():
     from keras_vae.cli.parsers import train_parser
 
@@ -82,6 +87,7 @@ def cli_config(command, argv):
     return cli.config_from_args(TrainConfig, command.parse_args(argv))
 
 
+@pytest.mark.any_backend  # settings and flags
 def test_model_settings_are_the_ones_vae_takes():
     from keras_vae import ModelConfig
 
@@ -89,6 +95,7 @@ def test_model_settings_are_the_ones_vae_takes():
     assert TrainConfig().model_config() == ModelConfig()  # the defaults agree
 
 
+@pytest.mark.any_backend  # settings and flags
 @pytest.mark.parametrize(
     "settings, held_out",
     [
@@ -104,6 +111,7 @@ def test_the_validation_split_default_follows_the_pixels(settings, held_out):
     assert TrainConfig(**settings).validation_split == held_out
 
 
+@pytest.mark.any_backend  # settings and flags
 def test_bad_validation_splits_are_config_errors():
     with pytest.raises(UserError, match="validation_split must be >= 0"):
         TrainConfig(validation_split=-3)

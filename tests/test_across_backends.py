@@ -1,0 +1,112 @@
+"""A model saved on any backend loads on every backend and computes the same.
+
+The whole matrix in six child processes, once per suite (`any_backend`):
+one per backend trains every model family a little (so the seeds, the KL
+warm-up's counter and the learned priors are in the files) and saves it with
+what it computes: decoded and generated images, the posterior, and the
+importance-sampled likelihood; then one per backend loads every saved file,
+its own backend's too, and computes the same. Every (saver, loader) pair
+must agree; the same backend in another process gives the same images.
+"""
+
+import json
+
+import numpy as np
+import pytest
+
+from conftest import BACKENDS, run_python_together
+
+pytestmark = [pytest.mark.any_backend, pytest.mark.slow]
+
+FAMILIES = {
+    "mlp": {},
+    "dynamic": dict(dynamic_binarization=True),
+    "conv": dict(architecture="conv", filters=(8, 16), hidden_dim=32),
+    "resnet": dict(architecture="resnet", filters=(8, 16), blocks=2, hidden_dim=32),
+    "conditional-mlp": dict(num_classes=10, hidden_dim=32),
+    "conditional-resnet-iwae": dict(
+        architecture="resnet", filters=(8, 16), hidden_dim=32, num_classes=10,
+        iw_samples=3, kl_warmup_steps=100, beta=0.8,
+    ),
+    "vamp": dict(prior="vamp", pseudo_inputs=20, hidden_dim=32, dynamic_binarization=True),
+    "two-layer": dict(latent_layers=2, hidden_dim=32, dynamic_binarization=True),
+    "two-layer-vamp-iwae": dict(
+        latent_layers=2, prior="vamp", pseudo_inputs=20, iw_samples=3, hidden_dim=32
+    ),
+    "two-layer-resnet": dict(latent_layers=2, architecture="resnet", filters=(4, 8), hidden_dim=32),
+}
+TRAINING_STEPS = 16  # 512 images in batches of 32, one epoch
+
+CHILD = """
+import json, sys
+from pathlib import Path
+import numpy as np
+import keras_vae
+keras_vae.start()
+import keras
+from keras_vae import evaluation
+from keras_vae.model import VAE, load_model, save_model
+
+mode, folder = sys.argv[1], Path(sys.argv[2])
+backend = keras.backend.backend()
+x, y, binary = (np.load(folder / f"{name}.npy") for name in ("x", "y", "binary"))
+
+def outputs(model):
+    labels = y[:16] if model.conditional else None
+    z = np.random.default_rng(3).standard_normal((16, model.code_dim)).astype("float32")
+    z_mean, z_log_var = model.encode(x[:16], labels)
+    likelihood = evaluation.evaluate_likelihood(model, binary, labels, iw_samples=20, seed=0)
+    warmup = model.warmup_step
+    return dict(
+        decoded=model.decode(z, labels), generated=model.generate(16, seed=5, labels=labels),
+        z_mean=z_mean, z_log_var=z_log_var,
+        likelihood=[likelihood[k] for k in ("neg_elbo", "reconstruction", "kl", "iw_nll", "active_units")],
+        warmup=-1.0 if warmup is None else float(keras.ops.convert_to_numpy(warmup)),
+    )
+
+if mode == "save":
+    for name, settings in json.loads((folder / "families.json").read_text()).items():
+        keras.utils.set_random_seed(0)
+        model = VAE(latent_dim=4, seed=1, **settings)
+        model.compile(optimizer=keras.optimizers.Adam(3e-3))
+        model.fit((x, y) if model.conditional else x, epochs=1, batch_size=32, verbose=0)
+        save_model(model, folder / f"{backend}-{name}.keras")
+        np.savez(folder / f"{backend}-{name}.{backend}.saver.npz", **outputs(model))
+else:
+    for path in sorted(folder.glob("*.keras")):
+        np.savez(folder / f"{path.stem}.{backend}.npz", **outputs(load_model(path)))
+"""
+
+
+@pytest.fixture(scope="module")
+def matrix(mnist_subset, tmp_path_factory):
+    """The folder of every backend's saved families and every loader's outputs."""
+    from keras_vae import data
+
+    folder = tmp_path_factory.mktemp("across-backends")
+    (folder / "families.json").write_text(json.dumps(FAMILIES))
+    np.save(folder / "x.npy", mnist_subset.x_train[:512])
+    np.save(folder / "y.npy", mnist_subset.y_train[:512])
+    np.save(folder / "binary.npy", data.binarize(mnist_subset.x_test[:16], seed=0))
+    for mode in ("save", "load"):  # the three engines at once, then the next step
+        jobs = [(["-c", CHILD, mode, folder], backend) for backend in BACKENDS]
+        for backend, (code, stderr) in zip(BACKENDS, run_python_together(jobs)):
+            assert code == 0, f"{mode} on {backend}:\n{stderr[-3000:]}"
+    return folder
+
+
+@pytest.mark.parametrize("saver", BACKENDS)
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_a_saved_model_computes_the_same_on_every_backend(matrix, saver, family):
+    expected = np.load(matrix / f"{saver}-{family}.{saver}.saver.npz")
+    warmup = TRAINING_STEPS if FAMILIES[family].get("kl_warmup_steps") else -1
+    assert float(expected["warmup"]) == warmup
+    for loader in BACKENDS:
+        loaded = np.load(matrix / f"{saver}-{family}.{loader}.npz")
+        where = f"{family} saved on {saver}, loaded on {loader}"
+        if loader == saver:  # the same engine in another process: the same images
+            np.testing.assert_array_equal(loaded["generated"], expected["generated"], err_msg=where)
+        for key in ("decoded", "generated", "z_mean", "z_log_var"):
+            np.testing.assert_allclose(loaded[key], expected[key], atol=1e-5, err_msg=f"{key}: {where}")
+        np.testing.assert_allclose(loaded["likelihood"], expected["likelihood"], atol=1e-3, err_msg=where)
+        assert float(loaded["warmup"]) == warmup, where
