@@ -357,14 +357,23 @@ def _train_and_validation(builder, name, validation_split):
     return ("train", 0, kept), ("train", kept, None)
 
 
-def _prepared_builder(name, data_dir, manual_dir, binarization):
-    """Checks the arguments and returns the prepared TFDS builder."""
+def setting_problems(name, binarization):
+    """What is wrong with a dataset name and a binarization: a list of messages."""
+    problems = []
     if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
+        problems.append(f"unknown dataset {name!r}; choose from {', '.join(DATASETS)}")
     if binarization not in BINARIZATIONS:
-        raise ValueError(
+        problems.append(
             f"unknown binarization {binarization!r}; choose from {', '.join(BINARIZATIONS)}"
         )
+    return problems
+
+
+def _prepared_builder(name, data_dir, manual_dir, binarization):
+    """Checks the arguments and returns the prepared TFDS builder."""
+    problems = setting_problems(name, binarization)
+    if problems:
+        raise ValueError("; ".join(problems))
     return ensure_prepared(name, data_dir=data_dir, manual_dir=manual_dir)
 
 

@@ -172,6 +172,7 @@ def saved_model(one_dim_model, tmp_path_factory):
 
 
 @pytest.mark.slow
+@pytest.mark.any_backend  # the numbers on every backend: test_across_backends
 def test_evaluate_script_prints_and_writes_the_numbers(saved_model, tmp_path, backend):
     # The same numbers on every backend: tests/test_across_backends.py.
     out = tmp_path / "numbers.json"
@@ -191,6 +192,7 @@ def test_evaluate_script_prints_and_writes_the_numbers(saved_model, tmp_path, ba
 
 
 @pytest.mark.slow
+@pytest.mark.any_backend  # every backend draws the pictures at the end of test_scripts' run
 def test_visualize_script_writes_every_picture(saved_model, tmp_path):
     result = run_script("visualize.py", saved_model, "--output-dir", tmp_path, "--num-examples", "300")
     assert result.returncode == 0, result.stderr[-3000:]

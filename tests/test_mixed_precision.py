@@ -6,7 +6,6 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import run_script
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE, evaluation
 from keras_vae.model import fresh_copy
@@ -87,14 +86,18 @@ def test_mixed_float16_scales_the_loss_and_unscales_the_gradients():
 
 
 @pytest.mark.slow
-def test_train_script_with_mixed_bfloat16_saves_a_float32_model(tmp_path):
+def test_a_mixed_bfloat16_run_saves_a_float32_model(tmp_path):
+    # In this process: the flag's way into TrainConfig is test_train_config's.
+    from keras_vae.run.config import TrainConfig
+    from keras_vae.run.trainer import train_and_evaluate
+
     run = tmp_path / "run"
-    result = run_script(
-        "train.py", "--binarize", "dynamic", "--epochs", "1", "--num-train", "512",
-        "--num-test", "64", "--hidden-dim", "32", "--latent-dim", "4",
-        "--dtype-policy", "mixed_bfloat16", "--final-iw-samples", "10", "--output-dir", run,
+    config = TrainConfig(
+        binarize="dynamic", epochs=1, num_train=512, num_test=64, hidden_dim=32, latent_dim=4,
+        dtype_policy="mixed_bfloat16", final_iw_samples=10,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    train_and_evaluate(config, run, verbose=0)
+    assert keras.config.dtype_policy().name == "float32"  # the global policy is restored
     assert json.loads((run / "config.json").read_text())["config"]["dtype_policy"] == "mixed_bfloat16"
     metrics = json.loads((run / "metrics.json").read_text())
     assert np.isfinite([metrics["test_loss"], metrics["test_iw_nll"]]).all()

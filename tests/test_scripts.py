@@ -100,6 +100,7 @@ def test_tensorboard_logs_every_loss_and_the_sample_grid(run_dir):
     assert [event.step for event in events.Tensors("samples")] == [0, 1]  # one per epoch
 
 
+@pytest.mark.any_backend  # the same images on every backend: test_across_backends
 def test_generate_writes_png_and_npy(run_dir, tmp_path):
     png, npy = tmp_path / "grid.png", tmp_path / "samples.npy"
     result = run_script(

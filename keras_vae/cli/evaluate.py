@@ -6,6 +6,7 @@ units on the test split (or, with `--split validation`, on the images the run
 held out of its training set), as a table and as JSON. See keras_vae/evaluation.py.
 """
 
+import sys
 import time
 
 import keras
@@ -26,7 +27,7 @@ def main(args, prog):
     start = time.perf_counter()
     results = evaluation.evaluate_likelihood(
         model, images, labels=labels if model.conditional else None, iw_samples=args.iw_samples, seed=args.seed,
-        max_rows=args.max_rows or evaluation.MAX_ROWS, verbose=0 if args.quiet or not topology.chief else 1,
+        max_rows=args.max_rows or evaluation.MAX_ROWS, verbose=1 if sys.stdout.isatty() and topology.chief and not args.quiet else 0,
         topology=topology,
     )
     topology.finish()
@@ -48,7 +49,11 @@ def main(args, prog):
 
 
 def format_table(r):
-    pixels = "binary pixels" if r["binarize"] != "none" or r["dataset"] == "binarized_mnist" else "grey-level pixels: a loss, not a likelihood"
+    """The results as the lines `evaluate.py` prints; on grey-level pixels the
+    estimates are those of a loss, and each such line says so."""
+    binary = r["binarize"] != "none" or r["dataset"] == "binarized_mnist"
+    pixels = "binary pixels" if binary else "grey-level pixels: a loss, not a likelihood"
+    not_likelihood = "" if binary else "  (of the loss on grey pixels: not a likelihood)"
     return "\n".join(
         [
             f"{r['model']} on the {r['dataset']} {r.get('split', 'test')} split ({r['num_examples']} images, "
@@ -57,8 +62,8 @@ def format_table(r):
             f"    reconstruction     {r['reconstruction']:9.2f} nats",
             f"    KL                 {r['kl']:9.2f} nats",
             f"  {'IWAE NLL (k=' + str(r['iw_samples']) + ')':<20} {r['iw_nll']:9.2f} nats"
-            + ("  (conditional: -log p(x|y))" if r.get("conditional") else ""),
-            f"  bits per dimension   {r['bits_per_dim']:9.4f}",
+            + ("  (conditional: -log p(x|y))" if r.get("conditional") else "") + not_likelihood,
+            f"  bits per dimension   {r['bits_per_dim']:9.4f}" + not_likelihood,
             f"  active units         {r['active_units']:6d} / {r['latent_dim']}",
             f"  ({r['seconds']:.1f} s)",
         ]

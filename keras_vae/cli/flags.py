@@ -197,12 +197,9 @@ def announce_backend(prog, where):
 
 def check_data_settings(dataset, binarize):
     """Raises `UserError` for an unknown dataset or binarization."""
-    if dataset not in data.DATASETS:
-        raise UserError(f"unknown dataset {dataset!r}; choose from {', '.join(data.DATASETS)}")
-    if binarize not in data.BINARIZATIONS:
-        raise UserError(
-            f"unknown binarization {binarize!r}; choose from {', '.join(data.BINARIZATIONS)}"
-        )
+    problems = data.setting_problems(dataset, binarize)
+    if problems:
+        raise UserError("; ".join(problems))
 
 
 def add_model_argument(parser):

@@ -111,7 +111,7 @@ def evaluate_parser(prog):
     parser.add_argument("--iw-samples", type=flags.positive_int, default=5000, help="importance samples k per image (5000: Burda et al.)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the importance samples")
     parser.add_argument("--output", default=None, help="also write the results to this JSON file")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar (there is none when the output is not a terminal)")
     parser.add_argument("--max-rows", type=flags.positive_int, default=None, help="latent vectors decoded per forward pass and device (memory vs. speed; default: the fastest size measured, docs/performance.md)")
     parser.add_argument("--devices", default="1", metavar="N|all", help="split the images over N devices (as train.py --devices; torch: under torchrun); the numbers are those of one device")
     flags.add_process_flags(parser)

@@ -6,6 +6,8 @@ The backend is chosen by the KERAS_BACKEND environment variable
 and `keras_vae.run.folder` for what the run writes.
 """
 
+import sys
+
 from keras_vae import engines
 from keras_vae.cli import flags
 from keras_vae.run import trainer
@@ -22,9 +24,16 @@ def main(args, prog):
             else ", ".join(engines.list_devices())
         )
         flags.announce_backend(prog, where)
-    metrics = trainer.train_and_evaluate(
-        args.config, args.run.path, verbose=args.verbose, topology=topology
-    )
+    try:
+        metrics = trainer.train_and_evaluate(
+            args.config, args.run.path, verbose=args.verbose, topology=topology
+        )
+    except KeyboardInterrupt:  # the last finished epoch is committed in the folder
+        print(
+            f"{prog}: interrupted; continue the run with: {prog} --resume {args.run.path}",
+            file=sys.stderr,
+        )
+        return 130
     if metrics is None:  # a process other than the chief
         return
     print(

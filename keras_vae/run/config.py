@@ -185,15 +185,8 @@ class TrainConfig:
             problems.append(f"jit_compile must be one of {', '.join(JIT_COMPILE)}, got {self.jit_compile!r}")
         if self.final_iw_samples < 0:
             problems.append(f"final_iw_samples must be >= 0, got {self.final_iw_samples}")
-        if self.binarize not in data.BINARIZATIONS:
-            problems.append(
-                f"unknown binarization {self.binarize!r}; choose from {', '.join(data.BINARIZATIONS)}"
-            )
-        if self.dataset not in data.DATASETS:
-            problems.append(
-                f"unknown dataset {self.dataset!r}; choose from {', '.join(data.DATASETS)}"
-            )
-        else:
+        problems += data.setting_problems(self.dataset, self.binarize)
+        if self.dataset in data.DATASETS:
             problems.append(data.check_validation_split(self.dataset, self.validation_split))
         problems = [problem for problem in problems if problem]
         if problems:
