@@ -5,8 +5,9 @@ one per backend trains every model family a little (so the seeds, the KL
 warm-up's counter and the learned priors are in the files) and saves it with
 what it computes: decoded and generated images, the posterior, and the
 importance-sampled likelihood; then one per backend loads every saved file,
-its own backend's too, and computes the same. Every (saver, loader) pair
-must agree; the same backend in another process gives the same images.
+and computes the same. Every pair of engines must agree; the same engine
+in another process gives the same images (the original model's file; the
+in-process tests load every family on its own engine).
 """
 
 import json
@@ -72,9 +73,10 @@ if mode == "save":
         model.fit((x, y) if model.conditional else x, epochs=1, batch_size=32, verbose=0)
         save_model(model, folder / f"{backend}-{name}.keras")
         np.savez(folder / f"{backend}-{name}.{backend}.saver.npz", **outputs(model))
-else:
+else:  # the other engines' files; of its own, one (the in-process tests load the rest)
     for path in sorted(folder.glob("*.keras")):
-        np.savez(folder / f"{path.stem}.{backend}.npz", **outputs(load_model(path)))
+        if not path.stem.startswith(backend) or path.stem == f"{backend}-mlp":
+            np.savez(folder / f"{path.stem}.{backend}.npz", **outputs(load_model(path)))
 """
 
 
@@ -102,6 +104,8 @@ def test_a_saved_model_computes_the_same_on_every_backend(matrix, saver, family)
     warmup = TRAINING_STEPS if FAMILIES[family].get("kl_warmup_steps") else -1
     assert float(expected["warmup"]) == warmup
     for loader in BACKENDS:
+        if loader == saver and family != "mlp":
+            continue  # the in-process tests load these on their own engine
         loaded = np.load(matrix / f"{saver}-{family}.{loader}.npz")
         where = f"{family} saved on {saver}, loaded on {loader}"
         if loader == saver:  # the same engine in another process: the same images
