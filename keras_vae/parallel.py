@@ -130,10 +130,12 @@ class Topology:
         return self.devices > 1
 
     def describe(self):
-        """One line for the log, e.g. `2 devices (cpu:0, cpu:1)`."""
-        names = f" ({', '.join(self.names)})" if self.names else ""
+        """Where it computes, for the log: `cpu:0`, or `data parallel over 2
+        devices (cpu:0, cpu:1)`."""
+        if not self.parallel:
+            return ", ".join(self.names) or "one device"
         processes = f", {self.processes} processes" if self.processes > 1 else ""
-        return f"{self.devices} device{'s' if self.devices > 1 else ''}{names}{processes}"
+        return f"data parallel over {self.devices} devices ({', '.join(self.names)}){processes}"
 
     def as_dict(self):
         """The topology for `config.json`."""

@@ -250,7 +250,8 @@ def test_train_rejects_bad_flags(flags, message):
 @pytest.mark.any_backend  # flags and files, checked before any engine works
 @pytest.mark.parametrize("name", ["train.py", "generate.py", "evaluate.py", "visualize.py", "export.py"])
 def test_unknown_backend_is_named(tmp_path, name):
-    model = [] if name == "train.py" else [tmp_path / "m.keras"]  # good flags: the backend is the error
+    # Good flags and a good model file: the backend is the error.
+    model = [] if name == "train.py" else ["--pretrained", "mlp-grey"]
     result = run_script(name, *model, backend="mxnet")
     _assert_one_line_error(result, "mxnet", "tensorflow, jax, torch")
     assert result.returncode == 2

@@ -18,6 +18,7 @@ from pathlib import Path
 from keras_vae import data, model, pretrained
 from keras_vae.backend import check_backend
 from keras_vae.errors import UserError
+from keras_vae.model.archive import check_archive
 from keras_vae.run.config import DEFAULT_VALIDATION_SPLIT, flag_name
 from keras_vae.run.folder import RunFolder
 
@@ -211,18 +212,23 @@ def add_model_argument(parser):
 def resolve_model(args):
     """Sets `args.model` to the file of `--pretrained NAME`, if given; returns it.
 
+    The file is checked as the safe loader checks it (`model.archive`), so
+    a file that is not a keras-vae model is refused before an engine loads.
+
     Raises:
-        UserError: neither or both of a model path and `--pretrained`.
+        UserError: neither or both of a model path and `--pretrained`, or
+            not a keras-vae model file.
     """
     if args.pretrained is None:
         if args.model is None:
             raise UserError("give a model file or --pretrained NAME (one of them)")
-        return args.model
-    path = str(pretrained.model_path(args.pretrained))
-    if args.model not in (None, path):
-        raise UserError("give a model file or --pretrained NAME (one of them)")
-    args.model = path
-    return path
+    else:
+        path = str(pretrained.model_path(args.pretrained))
+        if args.model not in (None, path):
+            raise UserError("give a model file or --pretrained NAME (one of them)")
+        args.model = path
+    check_archive(args.model)
+    return args.model
 
 
 def default_output(args, leaf):

@@ -15,7 +15,7 @@ from pathlib import Path
 from keras_vae.backend import EXPORT_FORMATS, check_backend, check_export_format
 from keras_vae.cli import flags
 from keras_vae.errors import UserError
-from keras_vae.run.config import TrainConfig, saved_config
+from keras_vae.run.config import TrainConfig, check_can_continue, saved_config
 from keras_vae.run.folder import RunFolder, default_run_dir
 
 ENGINE = "Set KERAS_BACKEND=tensorflow|jax|torch to choose the engine."
@@ -50,9 +50,10 @@ def check_train(args):
             if getattr(args, name) != getattr(defaults, name)
         }
         args.config = dataclasses.replace(saved_config(args.run), **changes)
-        return
-    args.config = flags.config_from_args(TrainConfig, args)
-    args.run = RunFolder(args.output_dir or default_run_dir(check_backend())).check_is_folder()
+    else:
+        args.config = flags.config_from_args(TrainConfig, args)
+        args.run = RunFolder(args.output_dir or default_run_dir(check_backend())).check_is_folder()
+    check_can_continue(args.config, args.run)  # a finished run, or another one: refused now
 
 
 def parse_digit(text):

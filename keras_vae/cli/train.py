@@ -18,12 +18,7 @@ def main(args, prog):
     # Before anything runs on the backend: virtual CPU devices are set at its start.
     topology = engines.setup(args.config.devices)
     if topology.chief:
-        where = (
-            f"data parallel over {topology.describe()}"
-            if topology.parallel
-            else ", ".join(engines.list_devices())
-        )
-        flags.announce_backend(prog, where)
+        flags.announce_backend(prog, topology.describe())
     try:
         metrics = trainer.train_and_evaluate(
             args.config, args.run.path, verbose=args.verbose, topology=topology
