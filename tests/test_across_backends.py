@@ -16,25 +16,19 @@ import numpy as np
 import pytest
 
 from conftest import BACKENDS, run_python_together
+from test_architectures import VARIANTS as ARCHITECTURES
+from test_latent_models import VARIANTS as LATENT_MODELS
 
 pytestmark = [pytest.mark.any_backend, pytest.mark.slow]
 
 FAMILIES = {
-    "mlp": {},
+    "mlp": {},  # the original design
     "dynamic": dict(dynamic_binarization=True),
-    "conv": dict(architecture="conv", filters=(8, 16), hidden_dim=32),
-    "resnet": dict(architecture="resnet", filters=(8, 16), blocks=2, hidden_dim=32),
-    "conditional-mlp": dict(num_classes=10, hidden_dim=32),
-    "conditional-resnet-iwae": dict(
-        architecture="resnet", filters=(8, 16), hidden_dim=32, num_classes=10,
-        iw_samples=3, kl_warmup_steps=100, beta=0.8,
-    ),
-    "vamp": dict(prior="vamp", pseudo_inputs=20, hidden_dim=32, dynamic_binarization=True),
-    "two-layer": dict(latent_layers=2, hidden_dim=32, dynamic_binarization=True),
-    "two-layer-vamp-iwae": dict(
-        latent_layers=2, prior="vamp", pseudo_inputs=20, iw_samples=3, hidden_dim=32
-    ),
-    "two-layer-resnet": dict(latent_layers=2, architecture="resnet", filters=(4, 8), hidden_dim=32),
+    **ARCHITECTURES,  # conv, resnet, two conditional models (one with KL warm-up)
+    **{  # the VampPrior and the two-layer models, as test_latent_models trains them
+        name: dict(hidden_dim=32, dynamic_binarization=True, **settings)
+        for name, settings in LATENT_MODELS.items()
+    },
 }
 TRAINING_STEPS = 16  # 512 images in batches of 32, one epoch
 

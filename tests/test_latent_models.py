@@ -322,20 +322,22 @@ def test_init_from_refuses_other_networks_and_files(trained, tmp_path):
         train.load_initial_model("no-such-model")
 
 
-@pytest.mark.any_backend  # the script's validation split; every backend trains these models in test_variants_train_and_log_a_monte_carlo_kl
+@pytest.mark.any_backend  # the run folder's validation split and --init-from; every backend trains these models in test_variants_train_and_log_a_monte_carlo_kl
 @pytest.mark.slow
-def test_train_script_trains_a_two_layer_vamp_model_on_the_validation_split(tmp_path, backend):
+def test_a_two_layer_vamp_run_holds_out_the_validation_split_and_fine_tunes(tmp_path, backend):
+    # Trained in this process (the flags' way into TrainConfig is test_train_config's);
+    # evaluate.py reads the held-out split the run's config.json names.
+    from keras_vae.run.config import TrainConfig
+    from keras_vae.run.trainer import train_and_evaluate
+
     run = tmp_path / "run"
-    result = run_script(
-        "train.py", "--binarize", "dynamic", "--epochs", "2", "--num-train", "512",
-        "--num-test", "128", "--latent-layers", "2", "--prior", "vamp", "--pseudo-inputs", "10",
-        "--latent-dim", "4", "--hidden-dim", "32", "--final-iw-samples", "20",
-        "--output-dir", run,
+    settings = dict(
+        binarize="dynamic", num_train=512, num_test=128, latent_layers=2, prior="vamp",
+        pseudo_inputs=10, latent_dim=4, hidden_dim=32,
     )
-    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = train_and_evaluate(TrainConfig(epochs=2, final_iw_samples=20, **settings), run, verbose=0)
     config = json.loads((run / "config.json").read_text())["config"]
     assert (config["latent_layers"], config["prior"], config["validation_split"]) == (2, "vamp", 10000)
-    metrics = json.loads((run / "metrics.json").read_text())
     assert (metrics["num_train"], metrics["num_validation"], metrics["num_test"]) == (512, 128, 128)
     assert metrics["test_iw_nll"] < metrics["test_neg_elbo"]
     # The sample grids are drawn from the prior as it is after each epoch.
@@ -349,15 +351,11 @@ def test_train_script_trains_a_two_layer_vamp_model_on_the_validation_split(tmp_
     assert json.loads((tmp_path / "val.json").read_text())["latent_dim"] == 8  # z1 and z2
     # Fine-tuning it on a tighter bound starts where it ended, not from scratch.
     tuned = tmp_path / "tuned"
-    result = run_script(
-        "train.py", "--binarize", "dynamic", "--epochs", "1", "--num-train", "512",
-        "--num-test", "128", "--latent-layers", "2", "--prior", "vamp", "--pseudo-inputs", "10",
-        "--latent-dim", "4", "--hidden-dim", "32", "--iw-samples", "5",
-        "--init-from", run / "model.keras", "--output-dir", tuned,
+    init_from = str(run / "model.keras")
+    train_and_evaluate(
+        TrainConfig(epochs=1, iw_samples=5, init_from=init_from, **settings), tuned, verbose=0
     )
-    assert result.returncode == 0, result.stderr[-3000:]
-    saved = json.loads((tuned / "config.json").read_text())["config"]
-    assert saved["init_from"] == str(run / "model.keras")
+    assert json.loads((tuned / "config.json").read_text())["config"]["init_from"] == init_from
     first = [
         float(next(csv.DictReader((folder / "history.csv").open()))["val_neg_elbo"])
         for folder in (run, tuned)
