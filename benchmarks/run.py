@@ -140,7 +140,7 @@ def main():
     args = parse_args()
     sys.path.insert(0, str(ROOT))
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-    from keras_vae import VAE, data
+    from keras_vae import VAE, data, save_model
     from keras_vae.errors import UserError
 
     backends = [b.strip() for b in args.backends.split(",") if b.strip()]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from keras_vae.model import load_model, save_model
-from keras_vae import VAE, build_decoder, build_encoder, networks
+from keras_vae import VAE, build_decoder, build_encoder
 from keras_vae.model.config import ARCHITECTURES, parameter_count
 
 # Small widths keep the suite fast; the layers are those of the defaults.

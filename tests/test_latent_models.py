@@ -10,7 +10,7 @@ import pytest
 
 from conftest import run_script
 from keras_vae.model import load_model, save_model
-from keras_vae import VAE, data, evaluation, losses, networks
+from keras_vae import VAE, data, evaluation, losses
 from keras_vae.model import ModelConfig
 from keras_vae.run import trainer as train
 from keras_vae.errors import UserError

@@ -6,7 +6,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_vae.model import load_model, save_model
+from keras_vae.model import load_model
 from keras_vae import VAE, evaluation
 from keras_vae.model import fresh_copy
 from keras_vae.engines.common import dtype_policy

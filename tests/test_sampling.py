@@ -61,7 +61,6 @@ def test_noise_state_advances_inside_compiled_fit():
 def test_seed_state_is_saved_with_the_model(tmp_path):
     # Keras does not save seed generators; SeededLayer does, so a resumed or
     # reloaded model continues the noise stream instead of replaying it.
-    from keras_vae import files
 
     model = VAE(latent_dim=2, hidden_dim=4, seed=1, dynamic_binarization=True)
     zeros = np.zeros((1, 2), dtype="float32")

@@ -8,7 +8,6 @@ training_curves.png and samples.gif. See keras_vae/visualize.py.
 
 from pathlib import Path
 
-from pathlib import Path
 
 from keras_vae import engines, visualize
 from keras_vae.cli import flags

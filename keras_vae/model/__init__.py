@@ -20,12 +20,13 @@ __getattr__ = lazy_exports(
         "VAE": "keras_vae.model.vae",
         "LOSS_NAMES": "keras_vae.model.vae",
         "fresh_copy": "keras_vae.model.vae",
+        "copy_variables": "keras_vae.model.vae",
         "load_model": "keras_vae.model.saving",
         "save_model": "keras_vae.model.saving",
     },
 )
 
 __all__ = [
-    "LATENT_LAYERS", "LOSS_NAMES", "PRIORS", "VAE", "ModelConfig", "fresh_copy",
+    "LATENT_LAYERS", "LOSS_NAMES", "PRIORS", "VAE", "ModelConfig", "copy_variables", "fresh_copy",
     "load_model", "save_model",
 ]

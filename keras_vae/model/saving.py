@@ -6,7 +6,6 @@ weights asked for than the file holds) and lets Keras load it with
 `safe_mode=True`. Saves are atomic.
 """
 
-from pathlib import Path
 
 import keras
 

@@ -385,9 +385,14 @@ def fresh_copy(model):
     it also turns a model trained under a mixed policy into a float32 one.
     Saved, it holds no optimizer state.
     """
-    copy = VAE.from_config(model.get_config())
-    for target, source in zip(copy.variables, model.variables, strict=True):
+    return copy_variables(model, VAE.from_config(model.get_config()))
+
+
+def copy_variables(source, target):
+    """Assigns every variable of `source` to `target` (a model of the same
+    settings); returns `target`."""
+    for into, value in zip(target.variables, source.variables, strict=True):
         # Through NumPy: the copy owns its buffers (JAX donates buffers to
         # compiled functions, so two models must never share one).
-        target.assign(ops.convert_to_numpy(source).astype(target.dtype))
-    return copy
+        into.assign(ops.convert_to_numpy(value).astype(into.dtype))
+    return target

@@ -24,7 +24,7 @@ import numpy as np
 from keras_vae import data, engines, evaluation, files, pretrained, visualize
 from keras_vae.backend import import_tensorflow_quietly
 from keras_vae.errors import UserError
-from keras_vae.model import VAE, ModelConfig, fresh_copy, load_model, save_model
+from keras_vae.model import VAE, ModelConfig, copy_variables, fresh_copy, load_model, save_model
 from keras_vae.engines.common import dtype_policy, one_device
 from keras_vae.parallel import Topology
 from keras_vae.run import callbacks
@@ -132,8 +132,10 @@ def local_view(topology):
     """The view the pictures decode through: a function, model -> context manager.
 
     Where the trained model runs only on batches split over all devices
-    (Keras's `DataParallel`), it gives a one-device copy; else the model.
+    (Keras's `DataParallel`), it gives a one-device copy, built once and
+    given the trained weights at each use; else the model.
     """
+    copies = []
 
     @contextlib.contextmanager
     def view(model):
@@ -141,7 +143,11 @@ def local_view(topology):
             yield model
             return
         with one_device():
-            yield fresh_copy(model)
+            if copies:
+                copy_variables(model, copies[0])
+            else:
+                copies.append(fresh_copy(model))
+            yield copies[0]
 
     return view
 
@@ -209,8 +215,8 @@ class Session:
     topology: Topology
     model: VAE
     batch_size: int
-    callbacks: list
-    divergence: callbacks.StopOnNaN
+    callbacks: list  # for fit, in their order
+    divergence: object  # the StopOnNaN among them
     history: object = None  # the chief's HistoryCSV
     scratch: RunFolder = None  # where the other processes save, when saving is collective
 
