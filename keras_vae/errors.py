@@ -23,3 +23,16 @@ class DataUnavailableError(UserError):
 
 class ModelFileError(UserError):
     """A path that should hold a keras-vae model does not."""
+
+
+class DamagedFileError(UserError):
+    """A file the project reads (a run's checkpoint or settings, the
+    registry) is damaged, crafted, or not one of ours."""
+
+
+class FileSystemError(UserError):
+    """The environment refuses a write: a full disk, a read-only folder.
+
+    The scripts print it on one line, naming the file and what was kept, and
+    exit with status 1 (a fault of the machine, not of the flags).
+    """

@@ -16,12 +16,13 @@ The maintainer's tool that adds an entry from a finished run folder is
 `pretrained/publish.py`, outside the package.
 """
 
-import hashlib
-import json
+import re
 from pathlib import Path
 
-from keras_vae import model
-from keras_vae.errors import UserError
+from keras_vae import model, untrusted
+from keras_vae.errors import DamagedFileError, UserError
+from keras_vae.model import archive
+from keras_vae.files import sha256  # also what models.json records
 
 #: The folder of the pretrained models: `pretrained/` beside the package.
 PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
@@ -29,10 +30,35 @@ PRETRAINED_DIR = Path(__file__).resolve().parents[1] / "pretrained"
 CHECK = {"images": 200, "iw_samples": 100, "seed": 0}
 
 
+_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+_FILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,120}\.keras")
+
+
 def registry(folder=PRETRAINED_DIR):
-    """`models.json`: name -> entry (empty when the folder is absent)."""
+    """`models.json`: name -> entry (empty when the folder is absent).
+
+    Read as untrusted (bounded in size and depth); every name is a plain name
+    (it becomes a folder under `runs/pretrained/`) and every entry names a
+    plain `.keras` file inside `folder`, with its sha256 and weight count.
+
+    Raises:
+        DamagedFileError: `models.json` is damaged, or an entry is not plain.
+    """
     path = Path(folder) / "models.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    entries = untrusted.read_json(path)
+    if not isinstance(entries, dict):
+        raise DamagedFileError(f"{path}: not a registry of models")
+    for name, entry in entries.items():
+        if not _NAME.fullmatch(name) or not isinstance(entry, dict):
+            raise DamagedFileError(f"{path}: {name[:40]!r} is not a plain model name")
+        file, digest, count = entry.get("file"), entry.get("sha256"), entry.get("parameters")
+        if not (isinstance(file, str) and _FILE.fullmatch(file) and ".." not in file):
+            raise DamagedFileError(f"{path}: {name}'s file {str(file)[:40]!r} is not a plain .keras name")
+        if not (isinstance(digest, str) and len(digest) == 64 and isinstance(count, int)):
+            raise DamagedFileError(f"{path}: {name} lacks its sha256 or weight count")
+    return entries
 
 
 def names(folder=PRETRAINED_DIR):
@@ -41,21 +67,34 @@ def names(folder=PRETRAINED_DIR):
 
 
 def model_path(name, folder=PRETRAINED_DIR):
-    """The `.keras` file of the pretrained model `name`.
+    """The `.keras` file of the pretrained model `name`, checked against the
+    registry: its sha256 and the weight count its settings ask for.
 
     Raises:
         UserError: an unknown name, or a folder without the file (the
             models come with a clone of the repository, not with a wheel).
+        DamagedFileError: the file is not the one the registry lists.
     """
     entries = registry(folder)
     if name not in entries:
         known = ", ".join(entries) or "none here"
         raise UserError(f"no pretrained model {name!r}; the pretrained models are: {known}")
-    path = Path(folder) / entries[name]["file"]
+    entry = entries[name]
+    path = Path(folder) / entry["file"]
     if not path.is_file():
         raise UserError(
             f"{path}: the pretrained model {name!r} is missing; the models come with "
             f"a clone of the keras-vae repository (pretrained/)"
+        )
+    if sha256(path) != entry["sha256"]:
+        raise DamagedFileError(
+            f"{path}: its sha256 differs from the one pretrained/models.json records for "
+            f"{name!r}: a changed or damaged file (git checkout {path} restores it)"
+        )
+    count = archive.read_settings(path).parameter_count()
+    if count != entry["parameters"]:
+        raise DamagedFileError(
+            f"{path}: {count:,} weights, but pretrained/models.json records {entry['parameters']:,}"
         )
     return path
 
@@ -76,12 +115,3 @@ def data_settings(path, folder=PRETRAINED_DIR):
         if (Path(folder) / entry["file"]).resolve() == path:
             return entry["dataset"], entry["binarize"], entry.get("validation_split", 0)
     return None
-
-
-def sha256(path):
-    """The file's sha256, as `models.json` records it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()

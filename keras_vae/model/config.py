@@ -9,6 +9,7 @@ check them against the built networks. Nothing here imports Keras.
 
 import dataclasses
 import math
+import numbers
 
 PRIORS = ("normal", "vamp")
 LATENT_LAYERS = (1, 2)
@@ -44,52 +45,63 @@ def check_architecture(architecture, filters, blocks, image_shape=IMAGE_SHAPE):
 
 
 def _dense(inputs, units):
-    return inputs * units + units
+    """The weight shapes of a Dense layer: kernel and bias."""
+    return [(inputs, units), (units,)]
 
 
-def _conv(channels_in, channels_out):  # 3x3 kernels, Conv2D or Conv2DTranspose
-    return 9 * channels_in * channels_out + channels_out
+def _conv(channels_in, channels_out):
+    """The weight shapes of a 3x3 Conv2D (a Conv2DTranspose's kernel is the
+    same up to the order of its channel axes)."""
+    return [(3, 3, channels_in, channels_out), (channels_out,)]
 
 
-def encoder_parameter_count(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
-    """The number of weights of `build_encoder` with these settings, by arithmetic."""
+def encoder_shapes(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
+    """The weight shapes of `build_encoder` with these settings, without building it."""
     height, width, channels = image_shape
-    count = 2 * _dense(hidden_dim, latent_dim)
+    shapes = _dense(hidden_dim, latent_dim) * 2
     if architecture == "mlp":
-        return count + _dense(height * width * channels + num_classes, hidden_dim)
+        return _dense(height * width * channels + num_classes, hidden_dim) + shapes
     residual = 2 * blocks if architecture == "resnet" else 0
     previous = channels
     for stage_channels in filters:
-        count += _conv(previous, stage_channels) + residual * _conv(stage_channels, stage_channels)
+        shapes += _conv(previous, stage_channels) + _conv(stage_channels, stage_channels) * residual
         previous = stage_channels
     cells = (height // 2 ** len(filters)) * (width // 2 ** len(filters))
-    return count + _dense(cells * filters[-1] + num_classes, hidden_dim)
+    return shapes + _dense(cells * filters[-1] + num_classes, hidden_dim)
 
 
-def decoder_parameter_count(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
-    """The number of weights of `build_decoder` with these settings, by arithmetic."""
+def decoder_shapes(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
+    """The weight shapes of `build_decoder` with these settings, without building it."""
     height, width, channels = image_shape
-    count = _dense(latent_dim + num_classes, hidden_dim)
+    shapes = _dense(latent_dim + num_classes, hidden_dim)
     if architecture == "mlp":
-        return count + _dense(hidden_dim, height * width * channels)
+        return shapes + _dense(hidden_dim, height * width * channels)
     residual = 2 * blocks if architecture == "resnet" else 0
     cells = (height // 2 ** len(filters)) * (width // 2 ** len(filters))
-    count += _dense(hidden_dim, cells * filters[-1])
+    shapes += _dense(hidden_dim, cells * filters[-1])
     current = filters[-1]
     for stage in reversed(range(len(filters))):
         upsampled = filters[max(stage - 1, 0)]
-        count += residual * _conv(current, current) + _conv(current, upsampled)
+        shapes += _conv(current, current) * residual + _conv(current, upsampled)
         current = upsampled
-    return count + _conv(current, channels)
+    return shapes + _conv(current, channels)
+
+
+def conditional_prior_shapes(latent_dim, hidden_dim):
+    """The weight shapes of `build_conditional_prior`."""
+    return _dense(latent_dim, hidden_dim) + _dense(hidden_dim, latent_dim) * 2
+
+
+def count(shapes):
+    """The number of weights in a list of shapes."""
+    return sum(math.prod(shape) for shape in shapes)
 
 
 def parameter_count(**settings):
     """The number of weights of `build_encoder` plus `build_decoder`, by arithmetic.
 
-    Nothing is built: the safe loader uses it (through
-    `ModelConfig.parameter_count`) to refuse a model file whose settings ask for more
-    weights than the file holds, before allocating any. The tests check it
-    against `count_params()` of the built networks.
+    Nothing is built; the tests check it against `count_params()` of the
+    built networks.
 
     Args:
         the builders' (see `build_encoder`), all given, by keyword.
@@ -97,13 +109,7 @@ def parameter_count(**settings):
     Returns:
         An int.
     """
-    return encoder_parameter_count(**settings) + decoder_parameter_count(**settings)
-
-
-def conditional_prior_parameter_count(latent_dim, hidden_dim):
-    """The number of weights of `build_conditional_prior`."""
-    return _dense(latent_dim, hidden_dim) + 2 * _dense(hidden_dim, latent_dim)
-
+    return count(encoder_shapes(**settings) + decoder_shapes(**settings))
 
 
 def objective_problems(beta=1.0, free_bits=0.0, iw_samples=1):
@@ -122,6 +128,90 @@ def objective_problems(beta=1.0, free_bits=0.0, iw_samples=1):
     return problems
 
 
+
+
+#: The ceiling of each numeric setting: it bounds what a model file or a
+#: flag can make the machine allocate (the floors are checked by `problems`).
+LIMITS = {
+    "latent_dim": 1024,
+    "hidden_dim": 16384,
+    "image_shape": 1024,  # each of height, width, channels
+    "filters": 2048,  # each stage
+    "blocks": 16,
+    "num_classes": 1000,
+    "beta": 1e6,
+    "kl_warmup_steps": 10**9,
+    "free_bits": 1e3,
+    "iw_samples": 10000,
+    "pseudo_inputs": 10000,
+    "seed": 2**32 - 1,
+}
+MAX_STAGES = 8
+
+
+def typed(name, value, kind):
+    """`(value, problem)`: the setting converted to its type, or a message.
+
+    Settings come from flags, from Python and from files written by
+    strangers: a value of the wrong type (`Infinity`, a string, a nested
+    list) is named here, before any arithmetic uses it.
+    """
+    def integer(item):
+        if isinstance(item, bool) or not isinstance(item, numbers.Real):
+            raise TypeError
+        if not isinstance(item, numbers.Integral) and not float(item).is_integer():
+            raise TypeError  # also inf and nan
+        return int(item)
+
+    if kind.endswith(" | None"):
+        if value is None:
+            return None, None
+        kind = kind[: -len(" | None")]
+    try:
+        if kind == "bool":
+            if not isinstance(value, (bool, numbers.Integral)) or value not in (0, 1):
+                raise TypeError
+            return bool(value), None
+        if kind == "str":
+            if not isinstance(value, str):
+                raise TypeError
+            return value, None
+        if kind == "tuple":
+            if not isinstance(value, (list, tuple)) or len(value) > MAX_STAGES:
+                raise TypeError
+            return tuple(integer(item) for item in value), None
+        if kind == "float":
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise TypeError
+            return float(value), None
+        return integer(value), None
+    except (TypeError, OverflowError):
+        text = repr(value)
+        text = text if len(text) <= 40 else text[:37] + "..."
+        expected = {"tuple": f"a list of at most {MAX_STAGES} whole numbers", "float": "a finite number",
+                    "bool": "true or false", "str": "a string"}.get(kind, "a whole number")
+        return value, f"{name} must be {expected}, got {text}"
+
+
+def type_name(field):
+    """A dataclass field's type as `typed` takes it: "int", "str | None", ..."""
+    return getattr(field.type, "__name__", str(field.type))
+
+
+def check_types(instance):
+    """Converts each field of a settings dataclass to its type (`typed`).
+
+    Raises:
+        ValueError: naming every field of the wrong type.
+    """
+    problems = []
+    for field in dataclasses.fields(instance):
+        value, problem = typed(field.name, getattr(instance, field.name), type_name(field))
+        if problem:
+            problems.append(problem)
+        setattr(instance, field.name, value)
+    if problems:
+        raise ValueError("; ".join(problems))
 
 
 def _setting(default, network=False):
@@ -171,13 +261,9 @@ class ModelConfig:
     pseudo_inputs: int = _setting(500)
 
     def __post_init__(self):
-        for name in ("latent_dim", "hidden_dim", "blocks", "num_classes", "kl_warmup_steps",
-                     "iw_samples", "latent_layers", "pseudo_inputs"):
-            setattr(self, name, int(getattr(self, name)))
-        self.image_shape = tuple(int(d) for d in self.image_shape)
-        self.filters = tuple(int(f) for f in self.filters)
-        self.dynamic_binarization = bool(self.dynamic_binarization)
-        self.beta, self.free_bits = float(self.beta), float(self.free_bits)
+        check_types(self)
+        if len(self.image_shape) != 3:
+            raise ValueError(f"image_shape must be (height, width, channels), got {list(self.image_shape)}")
 
     @classmethod
     def names(cls):
@@ -221,6 +307,7 @@ class ModelConfig:
         for name in ("latent_dim", "hidden_dim"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
+        problems += self.range_problems()
         try:
             check_architecture(self.architecture, self.filters, self.blocks, self.image_shape)
         except ValueError as error:
@@ -251,6 +338,17 @@ class ModelConfig:
             )
         return problems
 
+    def range_problems(self):
+        """Settings above their documented ceilings (`LIMITS`), which bound
+        what a model file or a flag can make the machine allocate."""
+        problems = []
+        for name, high in LIMITS.items():
+            values = getattr(self, name)
+            largest = max(values, default=0) if isinstance(values, tuple) else values
+            if largest is not None and largest > high:
+                problems.append(f"{name} must be at most {high:g}, got {largest}")
+        return problems
+
     def check(self):
         """Raises `ValueError` naming every problem of these settings."""
         problems = self.problems()
@@ -258,20 +356,27 @@ class ModelConfig:
             raise ValueError("; ".join(problems))
         return self
 
+    def weight_shapes(self):
+        """The shapes of the `VAE`'s weights these settings build, without building it.
+
+        The safe loader compares them with what a weights file holds before
+        Keras reads it; `parameter_count` is their total.
+        """
+        shapes = encoder_shapes(**self.network())
+        shapes += decoder_shapes(**self.network(latent_dim=self.code_dim))
+        if self.latent_layers == 2:
+            shapes += encoder_shapes(**self.network(num_classes=self.latent_dim))
+            shapes += conditional_prior_shapes(self.latent_dim, self.hidden_dim)
+        if self.prior == "vamp":
+            shapes.append((self.pseudo_inputs, *self.image_shape))
+        return shapes
+
     def parameter_count(self):
         """The number of weights of the `VAE` these settings build, by arithmetic.
 
         Nothing is built: the safe loader (`model.saving`) refuses a file
         whose settings ask for more weights than it holds.
         """
-        network = self.network()
-        count = encoder_parameter_count(**network)
-        count += decoder_parameter_count(**self.network(latent_dim=self.code_dim))
-        if self.latent_layers == 2:
-            count += encoder_parameter_count(**self.network(num_classes=self.latent_dim))
-            count += conditional_prior_parameter_count(self.latent_dim, self.hidden_dim)
-        if self.prior == "vamp":
-            count += self.pseudo_inputs * math.prod(self.image_shape)
-        return count
+        return count(self.weight_shapes())
 
 

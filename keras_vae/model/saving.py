@@ -24,8 +24,14 @@ def save_model(model, path):
     """
     # Keras's saving loads TensorFlow (for its file helpers) when installed.
     import_tensorflow_quietly()
-    with atomic_path(path) as temporary:
+    with atomic_path(path, expected_bytes=file_bytes(model)) as temporary:
         model.save(temporary)
+
+
+def file_bytes(model):
+    """About the most a saved `model` takes on disk: float32 weights and
+    Adam's two moments, and room for the archive's other members."""
+    return 12 * model.count_params() + (1 << 16)
 
 
 def load_model(path):
