@@ -36,7 +36,7 @@ def main():
     topology = engines.setup(args.devices)  # before the backend runs anything
 
     arrays = np.load(args.data)
-    x_train, x_test, y_test = arrays["x_train"], arrays["x_test"], arrays["y_test"]
+    x_train, x_test = arrays["x_train"], arrays["x_test"]
     keras.utils.set_random_seed(0)
     with topology.scope():
         model = VAE()

@@ -206,14 +206,17 @@ def ensure_prepared(name="mnist", data_dir=None, manual_dir=None):
 def _load_split(builder, split, limit=None):
     """`(images, labels)` of a TFDS split `(name, start, stop)`.
 
-    `stop` None is the end of the split; `limit` keeps the first images.
+    `stop` None is the end of the split; `limit` keeps the first images (all
+    of them when it is larger than the split).
     """
     name, start, stop = split
+    size = builder.info.splits[name].num_examples
+    stop = size if stop is None else min(stop, size)
     if limit is not None:
-        stop = start + int(limit) if stop is None else min(stop, start + int(limit))
+        stop = min(stop, start + int(limit))
     tfds = _tfds()
     example = tfds.as_numpy(
-        builder.as_dataset(split=f"{name}[{start}:{'' if stop is None else stop}]", batch_size=-1)
+        builder.as_dataset(split=f"{name}[{start}:{stop}]", batch_size=-1)
     )
     images = example["image"].astype("float32")
     if images.max() > 1.0:  # uint8 grey levels; binarized_mnist is 0/1

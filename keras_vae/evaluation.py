@@ -31,12 +31,12 @@ from keras import ops
 
 from keras_vae import data, losses
 from keras_vae.engines.common import batch_multiple, one_device
+from keras_vae.memory import MAX_ROWS
 from keras_vae.parallel import Topology, pad_rows
 
 ACTIVE_UNIT_THRESHOLD = 0.01
 # Latent vectors decoded per forward pass: one image's k = 5000 samples, the
 # fastest of the sizes measured (docs/performance.md).
-MAX_ROWS = 5000
 
 
 class ImportanceSampler(keras.Model):

@@ -11,7 +11,7 @@ import time
 
 import keras
 
-from keras_vae import engines, evaluation, files
+from keras_vae import engines, evaluation, files, memory
 from keras_vae.cli import flags
 
 
@@ -27,7 +27,7 @@ def main(args, prog):
     start = time.perf_counter()
     results = evaluation.evaluate_likelihood(
         model, images, labels=labels if model.conditional else None, iw_samples=args.iw_samples, seed=args.seed,
-        max_rows=args.max_rows or evaluation.MAX_ROWS, verbose=1 if sys.stdout.isatty() and topology.chief and not args.quiet else 0,
+        max_rows=args.max_rows or memory.MAX_ROWS, verbose=1 if sys.stdout.isatty() and topology.chief and not args.quiet else 0,
         topology=topology,
     )
     topology.finish()

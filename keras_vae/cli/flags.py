@@ -15,10 +15,10 @@ import sys
 import types
 from pathlib import Path
 
-from keras_vae import data, model, pretrained
+from keras_vae import data, files, model, pretrained
 from keras_vae.backend import check_backend
-from keras_vae.errors import UserError
-from keras_vae.model.archive import check_archive
+from keras_vae.errors import FileSystemError, UserError
+from keras_vae.model.archive import read_settings
 from keras_vae.run.config import DEFAULT_VALIDATION_SPLIT, flag_name
 from keras_vae.run.folder import RunFolder
 
@@ -49,7 +49,8 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def run_command(main, prog, argv=None):
-    """Runs `main(argv)` and turns a `UserError` into a one-line message.
+    """Runs `main(argv)` and turns a `UserError` or a file-system fault into
+    a one-line message.
 
     Args:
         main: the script's main function; returns an exit status or None.
@@ -57,16 +58,27 @@ def run_command(main, prog, argv=None):
         argv: arguments (default `sys.argv[1:]`).
 
     Returns:
-        The exit status: 0, 2 for a user error, 130 when interrupted.
+        The exit status: 0, 2 for a user error, 1 for a fault of the file
+        system (a full disk, a read-only folder), 130 when interrupted.
     """
     argv = sys.argv[1:] if argv is None else argv
     try:
         return main(argv) or 0
+    except FileSystemError as error:  # the machine's fault, not the flags'
+        if "--debug" in argv:
+            raise
+        print(f"{prog}: error: {error}", file=sys.stderr)
+        return 1
     except UserError as error:
         if "--debug" in argv:
             raise
         print(f"{prog}: error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # a write outside files.atomic_path (a lock, a log)
+        if "--debug" in argv or error.errno not in files.FILE_SYSTEM_ERRNOS:
+            raise
+        print(f"{prog}: error: {files.write_error(error.filename or '?', error)}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"{prog}: interrupted", file=sys.stderr)
         return 130
@@ -213,7 +225,8 @@ def resolve_model(args):
     """Sets `args.model` to the file of `--pretrained NAME`, if given; returns it.
 
     The file is checked as the safe loader checks it (`model.archive`), so
-    a file that is not a keras-vae model is refused before an engine loads.
+    a file that is not a keras-vae model is refused before an engine loads;
+    its checked settings go to `args.settings`.
 
     Raises:
         UserError: neither or both of a model path and `--pretrained`, or
@@ -227,7 +240,7 @@ def resolve_model(args):
         if args.model not in (None, path):
             raise UserError("give a model file or --pretrained NAME (one of them)")
         args.model = path
-    check_archive(args.model)
+    args.settings = read_settings(args.model)  # the safe loader's checks
     return args.model
 
 
@@ -241,14 +254,17 @@ def default_output(args, leaf):
 
 
 def output_folder(path):
-    """`path` as a `Path`, if it is a folder or is not there yet.
+    """`path` as a `Path`, if it is a folder or is not there yet (made), and
+    can be written.
 
     Raises:
         UserError: it exists and is not a folder.
+        FileSystemError: it cannot be written (read-only, a full disk).
     """
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise UserError(f"--output-dir {path} exists and is not a folder")
+    files.check_writable(path / "output")  # a read-only folder: refused before the work
     return path
 
 

@@ -12,6 +12,7 @@ import dataclasses
 import sys
 from pathlib import Path
 
+from keras_vae import files, memory
 from keras_vae.backend import EXPORT_FORMATS, check_backend, check_export_format
 from keras_vae.cli import flags
 from keras_vae.errors import UserError
@@ -28,6 +29,7 @@ def train_parser(prog):
     flags.add_config_flags(parser, TrainConfig)
     parser.add_argument("--output-dir", default=None, help="run folder (default: runs/<timestamp>-<backend>); an unfinished run there is resumed")
     parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR with its saved settings (other flags but --data-dir, --manual-dir, --jit-compile, --steps-per-execution, --devices and --tensorboard are ignored)")
+    parser.add_argument("--restart", action="store_true", help="start the unfinished run in --output-dir (or --resume RUN_DIR) over from epoch 0: its checkpoint, history and pictures are deleted first (for a run whose checkpoint is damaged; a finished run is never deleted)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras progress: 0 silent, 1 progress bar, 2 one line per epoch (default: 1 in a terminal, 2 when the output goes to a file)")
     flags.add_process_flags(parser)
     flags.add_debug_flag(parser)
@@ -53,7 +55,13 @@ def check_train(args):
     else:
         args.config = flags.config_from_args(TrainConfig, args)
         args.run = RunFolder(args.output_dir or default_run_dir(check_backend())).check_is_folder()
-    check_can_continue(args.config, args.run)  # a finished run, or another one: refused now
+    # A finished run, or another one: refused now.
+    check_can_continue(args.config, args.run, restart=args.restart)
+    config = args.config
+    memory.check_fits(
+        memory.training_bytes(config.model_config(), config.batch_size),
+        f"training with --batch-size {config.batch_size} and {config.model_config().parameter_count():,} weights",
+    )
 
 
 def parse_digit(text):
@@ -104,6 +112,14 @@ def check_grid(grid, num, digit):
 def check_generate(args):
     check_grid(args.grid, args.num or 64, args.digit)
     flags.resolve_model(args)
+    settings = args.settings
+    count = args.num or 64
+    if settings.num_classes and args.digit in (None, "all"):  # one row per class
+        count = settings.num_classes * (args.num or 10)
+    memory.check_fits(memory.decoding_bytes(settings, count), f"generating {count:,} images")
+    files.check_writable(args.output)
+    if args.npy:
+        files.check_writable(args.npy)
 
 
 def evaluate_parser(prog):
@@ -123,6 +139,10 @@ def evaluate_parser(prog):
 def check_evaluate(args):
     flags.apply_process_flags(args)
     flags.resolve_model(args)
+    needed = memory.importance_bytes(args.settings, args.iw_samples, args.max_rows or memory.MAX_ROWS)
+    memory.check_fits(needed, f"--iw-samples {args.iw_samples}")
+    if args.output:  # before the evaluation, not after it
+        files.check_writable(args.output)
 
 
 def visualize_parser(prog):

@@ -21,7 +21,8 @@ def main(args, prog):
         flags.announce_backend(prog, topology.describe())
     try:
         metrics = trainer.train_and_evaluate(
-            args.config, args.run.path, verbose=args.verbose, topology=topology
+            args.config, args.run.path, verbose=args.verbose, topology=topology,
+            restart=args.restart,
         )
     except KeyboardInterrupt:  # the last finished epoch is committed in the folder
         print(

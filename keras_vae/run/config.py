@@ -8,8 +8,8 @@ resumed only with the settings it started with (but the resumable ones).
 import dataclasses
 
 from keras_vae import data
-from keras_vae.errors import UserError
-from keras_vae.model.config import ARCHITECTURES, LATENT_LAYERS, PRIORS, ModelConfig
+from keras_vae.errors import DamagedFileError, UserError
+from keras_vae.model.config import ARCHITECTURES, LATENT_LAYERS, PRIORS, ModelConfig, check_types
 from keras_vae.parallel import parse_devices
 from keras_vae.run.folder import RunFolder
 
@@ -21,6 +21,15 @@ LR_SCHEDULES = ("constant", "cosine")
 # Held-out training images for binary pixels: the 10 000 of the published
 # likelihood protocols (binarized_mnist's own validation split is as large).
 DEFAULT_VALIDATION_SPLIT = 10_000
+#: The ceilings of the run's own numeric settings (the model's are
+#: `model.config.LIMITS`); they bound what a flag or a run folder can ask for.
+LIMITS = {
+    "epochs": 100_000,
+    "batch_size": 1 << 16,
+    "kl_warmup_epochs": 100_000,
+    "final_iw_samples": 100_000,
+    "steps_per_execution": 100_000,
+}
 
 
 def setting(default, help, choices=None, resumable=False, metavar=None, model=False):
@@ -134,6 +143,14 @@ class TrainConfig:
         False, "also write TensorBoard logs (every loss per epoch, and the epoch's sample "
         "grid) to logs/ in the run folder", resumable=True)
 
+    def range_problems(self):
+        """Settings above their documented ceilings (`LIMITS`)."""
+        return [
+            f"{name} must be at most {high:g}, got {getattr(self, name)}"
+            for name, high in LIMITS.items()
+            if getattr(self, name) is not None and getattr(self, name) > high
+        ]
+
     def model_settings(self):
         """The settings that `VAE` takes by the same name, as a dict."""
         return {
@@ -155,7 +172,10 @@ class TrainConfig:
         return self.binarize != "none" or self.dataset == "binarized_mnist"
 
     def __post_init__(self):
-        self.filters = tuple(int(f) for f in self.filters)
+        try:
+            check_types(self)
+        except ValueError as error:
+            raise UserError(str(error)) from None
         if self.validation_split is None:
             self.validation_split = DEFAULT_VALIDATION_SPLIT if self.binary_pixels else 0
         problems = []
@@ -163,7 +183,7 @@ class TrainConfig:
             self.devices = str(parse_devices(self.devices))
         except UserError as error:
             problems.append(str(error))
-        problems += self.model_config().problems()
+        problems += self.model_config().problems() + self.range_problems()
         if not self.kl_warmup_epochs >= 0:
             problems.append(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
         if self.conditional and self.dataset == "binarized_mnist":
@@ -208,31 +228,47 @@ def saved_config(run):
 
     Raises:
         UserError: the folder holds no run.
+        DamagedFileError: its `config.json` is damaged, or names settings
+            this version does not know.
     """
     run = run if isinstance(run, RunFolder) else RunFolder(run)
     settings = run.settings()
     if settings is None:
         raise UserError(f"{run.path} holds no run to resume (no config.json)")
-    return TrainConfig(**settings)
+    known = {field.name for field in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(settings) - known)
+    if unknown:
+        raise DamagedFileError(
+            f"{run.config}: settings this keras-vae does not know ({', '.join(unknown[:5])}); "
+            "it was written by another version, or edited"
+        )
+    try:
+        return TrainConfig(**settings)
+    except UserError as error:
+        raise DamagedFileError(f"{run.config}: {error}") from None
 
 
-def check_can_continue(config, run):
+def check_can_continue(config, run, restart=False):
     """Refuses to write over a finished run or to resume a different one.
 
     Args:
         config: the `TrainConfig` of the run to start or resume.
         run: its `RunFolder`.
+        restart: the run in the folder is to be started over (`--restart`):
+            its settings may differ, and need not be readable.
 
     Raises:
         UserError: the folder holds a finished run (whatever its settings),
-            or an unfinished run whose settings differ from `config`.
+            or an unfinished run that completed an epoch and whose settings
+            differ from `config` (a run that completed none has nothing to
+            lose, and is replaced).
     """
     run.check_is_folder()
     if run.is_finished():
         raise UserError(
             f"{run.path} already holds a finished run; choose another --output-dir"
         )
-    if run.holds_run():
+    if run.holds_run() and run.has_progress() and not restart:
         saved = dataclasses.asdict(saved_config(run))
         wanted = dataclasses.asdict(config)
         changed = [
@@ -247,5 +283,3 @@ def check_can_continue(config, run):
                 f"--resume {run.path}, or choose another --output-dir"
             )
     return run
-
-

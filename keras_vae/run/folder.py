@@ -26,11 +26,12 @@ import datetime
 import io
 import json
 import os
+import shutil
 import socket
 from pathlib import Path
 
-from keras_vae import files
-from keras_vae.errors import UserError
+from keras_vae import files, untrusted
+from keras_vae.errors import DamagedFileError, UserError
 
 # Columns of history.csv, in this order; any other logged metric follows.
 HISTORY_COLUMNS = (
@@ -149,17 +150,48 @@ class RunFolder:
         """True for a run that wrote its test metrics and removed its checkpoint."""
         return self.metrics.is_file() and not self.backup.is_dir()
 
+    def has_progress(self):
+        """True once the run completed an epoch (it committed a checkpoint, or
+        wrote a history row): what a new run in this folder would lose."""
+        return (self.backup / "training_metadata.json").is_file() or self.history.is_file()
+
+    def clear(self):
+        """Deletes the files of an unfinished run, to start it over (`--restart`).
+
+        Raises:
+            UserError: the run is finished (its files are never deleted).
+        """
+        if self.is_finished():
+            raise UserError(f"{self.path} holds a finished run; it is not deleted")
+        for path in (self.config, self.history, self.metrics, self.model, self.best_model):
+            path.unlink(missing_ok=True)
+        for folder in (self.backup, self.samples, self.reconstructions, self.figures, self.logs):
+            shutil.rmtree(folder, ignore_errors=True)
+
     def settings(self):
         """The `config` dict of `config.json` (the run's settings), or None.
 
-        None for a folder without a readable `config.json` (no run, or a
-        file that is not one of ours). Runs written before the validation
-        split existed held none out: their `validation_split` reads 0.
+        None for a folder without `config.json` (no run: a model file copied
+        elsewhere). Runs written before the validation split existed held
+        none out: their `validation_split` reads 0.
+
+        Raises:
+            DamagedFileError: `config.json` is there but damaged, or not a
+                run's (read by `untrusted.read_json`: bounded in size and
+                depth).
         """
-        try:
-            settings = dict(json.loads(self.config.read_text())["config"])
-        except (OSError, ValueError, KeyError, TypeError):
+        if not self.config.is_file():
             return None
+        lost = "start the run over with --restart, or choose another --output-dir"
+        try:
+            settings = untrusted.read_json(self.config)
+        except OSError as error:
+            raise DamagedFileError(f"{self.config} cannot be read ({error.strerror}); {lost}") from None
+        except DamagedFileError as error:
+            raise DamagedFileError(f"{error}; {lost}") from None
+        if not isinstance(settings, dict) or not isinstance(settings.get("config"), dict):
+            raise DamagedFileError(f"{self.config}: not a keras-vae run's settings; {lost}")
+        settings = dict(settings["config"])
         settings.setdefault("validation_split", 0)
         return settings
 

@@ -225,7 +225,7 @@ class Session:
         return next(c for c in self.callbacks if isinstance(c, RunCheckpoint))
 
 
-def train_and_evaluate(config, output_dir, verbose="auto", topology=None):
+def train_and_evaluate(config, output_dir, verbose="auto", topology=None, restart=False):
     """Trains a VAE as `config` says and evaluates it on the test split.
 
     Args:
@@ -234,6 +234,8 @@ def train_and_evaluate(config, output_dir, verbose="auto", topology=None):
         verbose: Keras's `fit` verbosity (`"auto"`, 0, 1 or 2).
         topology: the `parallel.Topology` to train on (default: set up
             from `config.devices`).
+        restart: start an unfinished run in `output_dir` over: its files
+            are deleted once the folder is locked.
 
     Returns:
         The dict written to `metrics.json`; None in the processes of a
@@ -247,12 +249,14 @@ def train_and_evaluate(config, output_dir, verbose="auto", topology=None):
     """
     topology = topology or engines.setup(config.devices)
     run = RunFolder(output_dir)
-    initial, dataset = check_and_load(config, run, topology)
+    initial, dataset = check_and_load(config, run, topology, restart)
     with contextlib.ExitStack() as held:
 
         def claim():  # one training process per run folder: the chief's lock
             held.enter_context(run.lock())
-            check_can_continue(config, run)  # again: another process may have run meanwhile
+            check_can_continue(config, run, restart)  # again: another process may have run meanwhile
+            if restart:
+                run.clear()
 
         topology.agree(claim)
         session = prepare(config, run, dataset, topology, initial)
@@ -260,13 +264,13 @@ def train_and_evaluate(config, output_dir, verbose="auto", topology=None):
         return finish(session)
 
 
-def check_and_load(config, run, topology):
+def check_and_load(config, run, topology, restart=False):
     """Every check before the run folder is written; then the data.
 
     Returns:
         `(initial model or None, dataset)`.
     """
-    topology.agree(lambda: check_can_continue(config, run))
+    topology.agree(lambda: check_can_continue(config, run, restart))
     topology.check_batch_size(config.batch_size)
     if keras.backend.backend() == "torch" and config.steps_per_execution != 1:
         raise UserError("steps_per_execution must be 1 with the torch backend")
@@ -285,12 +289,15 @@ def check_and_load(config, run, topology):
 
 
 def prepare(config, run, dataset, topology, initial=None):
-    """Writes the run's settings, builds and compiles the model, picks the callbacks."""
-    if topology.chief:
-        files.remove_stale_temporaries(run.path)  # from a run killed mid-write
-        run.write_config(
-            dataclasses.asdict(config), {**environment(), "topology": topology.as_dict()}
-        )
+    """Builds and compiles the model, writes the run's settings, picks the callbacks.
+
+    The settings are written once the model is built, so that settings that
+    fail to build leave no `config.json` behind to block the folder.
+    """
+    # Resuming: the newest intact checkpoint (refused here if none is).
+    done, _, passed_over = RunCheckpoint(run.backup).resume_point(
+        config.model_config().weight_shapes()
+    )
     batch_size = topology.check_batch_size(config.batch_size)  # this process's share
     steps_per_epoch = math.ceil(len(topology.shard(dataset.x_train)) / batch_size)
     with dtype_policy(config.dtype_policy), topology.scope():
@@ -302,10 +309,16 @@ def prepare(config, run, dataset, topology, initial=None):
             jit_compile=JIT_COMPILE[config.jit_compile],
             steps_per_execution=config.steps_per_execution,
         )
-    # Resuming: keep what the committed epochs wrote, redo the rest.
-    done = RunCheckpoint(run.backup).completed_epochs()
+    if topology.chief:
+        files.remove_stale_temporaries(run.path)  # from a run killed mid-write
+        run.write_config(
+            dataclasses.asdict(config), {**environment(), "topology": topology.as_dict()}
+        )
+    # Keep what the committed epochs wrote, redo the rest.
     rows = [row for row in run.read_history() if row["epoch"] <= done]
     if done and topology.chief:
+        if passed_over:
+            print(f"Warning: {passed_over}.")
         print(f"Resuming {run.path} after epoch {done} of {config.epochs}.")
     session = Session(config, run, dataset, topology, model, batch_size, [], None)
     _role_callbacks(session, rows)
