@@ -287,9 +287,10 @@ ModelAndData = collections.namedtuple(
 def load_model_and_test_split(args, default_binarize):
     """The model of `args.model` and the images of the split `args.split`.
 
-    The dataset, binarization and validation split are the model's run's
-    (from `config.json` beside it, or the pretrained registry), unless the
-    flags say otherwise.
+    `args` are as the command's check left them: `args.model` resolved and
+    its archive checked (`resolve_model`). The dataset, binarization and
+    validation split are the model's run's (from `config.json` beside it, or
+    the pretrained registry), unless the flags say otherwise.
 
     Returns:
         A `ModelAndData`: `(model, images, labels, dataset, binarize, split)`.
@@ -297,7 +298,6 @@ def load_model_and_test_split(args, default_binarize):
     Raises:
         UserError: bad flags, a bad model file, or data that cannot be had.
     """
-    resolve_model(args)
     dataset, binarize, validation_split = pretrained.data_settings(
         args.model
     ) or RunFolder.of_model(args.model).data_settings(default_binarize)
