@@ -102,6 +102,40 @@ def evaluate_likelihood(
 ):
     """Estimates the negative ELBO and log-likelihood of `images` under `vae`.
 
+    The means over the images of `importance_estimates` (see there for the
+    arguments), with bits per dimension and the active units.
+
+    Returns:
+        A dict of floats, each a mean over the images, in nats unless noted:
+        `neg_elbo`, `reconstruction`, `kl`, `iw_nll`, `bits_per_dim`, and
+        `active_units` (a count, over the `code_dim` units of z), `latent_dim`
+        (`code_dim`: all layers), `iw_samples`, `num_examples`, `seed`.
+    """
+    topology = topology or Topology()
+    per_image = importance_estimates(vae, images, labels, iw_samples, seed, max_rows, verbose, topology)
+    iw_nll = float(per_image["nll"].mean())
+    with evaluation_scope(topology):
+        z_means = encoded_means(vae, np.asarray(images, dtype="float32"), labels)
+    return {
+        "neg_elbo": float((per_image["reconstruction"] + per_image["kl"]).mean()),
+        "reconstruction": float(per_image["reconstruction"].mean()),
+        "kl": float(per_image["kl"].mean()),
+        "iw_nll": iw_nll,
+        "bits_per_dim": iw_nll / (math.prod(vae.image_shape) * math.log(2.0)),
+        "active_units": active_units(z_means),
+        "latent_dim": vae.code_dim,
+        "iw_samples": int(iw_samples),
+        "num_examples": int(len(images)),
+        "seed": int(seed),
+    }
+
+
+def importance_estimates(
+    vae, images, labels=None, iw_samples=5000, seed=0, max_rows=MAX_ROWS, verbose=0,
+    topology=None, sampler=None,
+):
+    """-log p(x) and the ELBO's two terms of each image, by importance sampling.
+
     Works in batches: each forward pass decodes at most `max_rows` latent
     vectors per device, so k = 5000 over 10 000 images fits in a few
     hundred MB. The noise is drawn image by image in the same order however
@@ -119,20 +153,22 @@ def evaluate_likelihood(
         topology: a `parallel.Topology` to split the images over: each
             pass takes one batch per device, and the processes of a torch
             run take turns (default: one device).
+        sampler: the `ImportanceSampler` of `vae`, for a caller that
+            estimates often (its compiled step is kept); default a new one.
 
     Returns:
-        A dict of floats, each a mean over the images, in nats unless noted:
-        `neg_elbo`, `reconstruction`, `kl`, `iw_nll`, `bits_per_dim`, and
-        `active_units` (a count, over the `code_dim` units of z), `latent_dim`
-        (`code_dim`: all layers), `iw_samples`, `num_examples`, `seed`.
+        A dict of float64 arrays `(n,)`, in nats: `nll` (the importance-
+        weighted estimate), `reconstruction` and `kl` (the negative ELBO's
+        terms).
     """
     topology = topology or Topology()
     images = np.asarray(images, dtype="float32")
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
     condition = vae.one_hot(labels, len(images))
-    with evaluation_scope(topology):
-        sampler = ImportanceSampler(vae)
+    if sampler is None:
+        with evaluation_scope(topology):
+            sampler = ImportanceSampler(vae)
     rng = np.random.default_rng(seed)
     chunk = min(iw_samples, max_rows)
     group = max(1, max_rows // chunk)  # images per device and pass
@@ -164,21 +200,7 @@ def evaluate_likelihood(
     for start, *values in mine:
         per_image[:, start : start + len(values[0])] = values
     nll, reconstruction, kl = topology.sum_over_processes(per_image)
-    iw_nll = float(nll.mean())
-    with evaluation_scope(topology):
-        z_means = encoded_means(vae, images, labels)
-    return {
-        "neg_elbo": float((reconstruction + kl).mean()),
-        "reconstruction": float(reconstruction.mean()),
-        "kl": float(kl.mean()),
-        "iw_nll": iw_nll,
-        "bits_per_dim": iw_nll / (math.prod(vae.image_shape) * math.log(2.0)),
-        "active_units": active_units(z_means),
-        "latent_dim": vae.code_dim,
-        "iw_samples": int(iw_samples),
-        "num_examples": int(len(images)),
-        "seed": int(seed),
-    }
+    return {"nll": nll, "reconstruction": reconstruction, "kl": kl}
 
 
 def _importance_pass(sampler, pending, condition, iw_samples, chunk):

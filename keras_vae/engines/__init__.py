@@ -10,6 +10,7 @@ module has the same interface:
     train_step(model, ...), test_step(model, ...)   called by `VAE`
     setup(requested) -> parallel.Topology             --devices N on this engine
     list_devices()                                    e.g. ["cpu:0"]
+    one_device(network)                               no batch split over devices
 
 `current` is the module of the backend Keras runs on (`KERAS_BACKEND`),
 imported by name, so that only that engine's package is loaded.

@@ -87,6 +87,11 @@ def list_devices():
     return keras.distribution.list_devices()
 
 
+def one_device(network):
+    """True when no Keras distribution splits batches over devices."""
+    return keras.distribution.distribution() is None
+
+
 class OneStepAtATime(keras.callbacks.Callback):
     """Waits for each training step to finish before the next is dispatched.
 

@@ -33,6 +33,12 @@ def list_devices():
     return keras.distribution.list_devices()
 
 
+def one_device(network):
+    """True when `network` runs on one device (no `tf.distribute` strategy of
+    several replicas, which `predict` splits each batch over)."""
+    return network.distribute_strategy.num_replicas_in_sync == 1
+
+
 def _cpu_devices(requested):
     """Names of `requested` logical CPU devices, made if the runtime has not started."""
     count = 1 if requested == ALL else requested

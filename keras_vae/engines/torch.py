@@ -147,6 +147,11 @@ def list_devices():
     return ["cpu:0"]
 
 
+def one_device(network):
+    """Always: each torchrun process computes on its own device."""
+    return True
+
+
 def decorrelate_noise(model, rank):
     """Gives this process's sampling layers a noise stream of their own.
 
