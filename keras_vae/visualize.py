@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from keras_vae import images as grids
 from keras_vae.files import atomic_path
+from keras_vae.latent_space import latent_axes, map_points
 from keras_vae.run.folder import RunFolder, read_history
 
 
@@ -32,29 +33,6 @@ def _save(figure, path):
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=100, bbox_inches="tight")
     return Path(path)
-
-
-def latent_axes(z_means):
-    """Two axes of the latent space to draw: the dims, or principal axes.
-
-    Args:
-        z_means: array `(n, latent_dim)` of posterior means.
-
-    Returns:
-        A tuple `(center, axes, scales, label)`: the mean of `z_means`, unit
-        vectors `(n_axes, latent_dim)` (two, or one when latent_dim = 1), the
-        standard deviation of the data along each, and a label for titles.
-    """
-    z_means = np.asarray(z_means, dtype="float64")
-    center = z_means.mean(0)
-    if z_means.shape[1] <= 2:
-        dims = "the latent dim" if z_means.shape[1] == 1 else "the two latent dims"
-        axes, label = np.eye(z_means.shape[1]), f"{dims} of E[z|x]"
-    else:
-        _, _, vt = np.linalg.svd(z_means - center, full_matrices=False)
-        axes, label = vt[:2], "first two principal components of E[z|x]"
-    scales = ((z_means - center) @ axes.T).std(0)
-    return center, axes, scales, label
 
 
 def _conditioning(model, labels):
@@ -65,11 +43,8 @@ def _conditioning(model, labels):
 def latent_scatter(model, images, labels, path):
     """Scatter of the test set in latent space, coloured by label."""
     z_mean, _ = model.encode(images, _conditioning(model, labels))
-    center, axes, _, label = latent_axes(z_mean)
-    points = (z_mean - center) @ axes.T if z_mean.shape[1] > 2 else z_mean
-    if points.shape[1] == 1:  # one latent dim: spread the points by label
-        jitter = np.random.default_rng(0).uniform(-0.3, 0.3, len(points))
-        points = np.stack([points[:, 0], np.maximum(labels, 0) + jitter], axis=1)
+    label = latent_axes(z_mean)[3]
+    points, names = map_points(z_mean, labels)
     figure = Figure(figsize=(7, 6), layout="constrained")
     ax = figure.subplots()
     if (labels >= 0).any():
@@ -77,7 +52,6 @@ def latent_scatter(model, images, labels, path):
         figure.colorbar(artist, ax=ax, ticks=range(10), label="digit")
     else:
         ax.scatter(points[:, 0], points[:, 1], s=2)
-    names = {1: ("z[0]", "digit (jittered)"), 2: ("z[0]", "z[1]")}.get(z_mean.shape[1], ("PC 1", "PC 2"))
     ax.set_xlabel(names[0])
     ax.set_ylabel(names[1])
     ax.set_title(f"Test set in latent space: {label} (latent_dim={z_mean.shape[1]})")
