@@ -227,6 +227,11 @@ def _load_split(builder, split, limit=None):
     return images, labels.astype("int64")
 
 
+def binary_pixels(name, binarization):
+    """True when the model sees binary pixels, so that its loss is a likelihood."""
+    return binarization != "none" or name == "binarized_mnist"
+
+
 def binarize(images, seed):
     """One Bernoulli sample of each pixel: 1 with probability its grey level.
 

@@ -1,5 +1,6 @@
 """Image grids: many small images tiled into one PNG."""
 
+import io
 import math
 
 import numpy as np
@@ -71,8 +72,18 @@ def save_grid(path, images, rows=None, cols=None, scale=2):
         rows, cols: grid shape (see `grid_shape`).
         scale: integer upscaling factor (nearest neighbour) for readability.
     """
-    grid = tile(images, rows, cols)
-    pixels = np.round(np.clip(grid, 0.0, 1.0) * 255).astype("uint8")
-    pixels = np.kron(pixels, np.ones((scale, scale), dtype="uint8"))
     with atomic_path(path) as temporary:
-        Image.fromarray(pixels).save(temporary)
+        _picture(tile(images, rows, cols), scale).save(temporary)
+
+
+def png_bytes(images, rows=None, cols=None, scale=1, pad=2):
+    """Images as the bytes of one greyscale PNG (a grid, see `tile`)."""
+    buffer = io.BytesIO()
+    _picture(tile(images, rows, cols, pad=pad), scale).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _picture(grid, scale):
+    """A grid of grey levels in [0, 1] as an 8-bit picture, `scale` times larger."""
+    pixels = np.round(np.clip(grid, 0.0, 1.0) * 255).astype("uint8")
+    return Image.fromarray(np.kron(pixels, np.ones((scale, scale), dtype="uint8")))

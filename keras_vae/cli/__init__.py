@@ -2,7 +2,7 @@
 
     flags.py      the parser, the shared flags, one-line errors (`run_command`)
     parsers.py    every command's flags and checks: no engine needed
-    train.py generate.py evaluate.py visualize.py export.py   the five commands
+    train.py generate.py evaluate.py visualize.py export.py explore.py   the six commands
 
 A command line is parsed and checked first (`--help` and flag errors answer
 at once), then the engine starts (`backend.start`: a bad `KERAS_BACKEND` is

@@ -11,7 +11,7 @@ import time
 
 import keras
 
-from keras_vae import engines, evaluation, files, memory
+from keras_vae import data, engines, evaluation, files, memory
 from keras_vae.cli import flags
 
 
@@ -51,7 +51,7 @@ def main(args, prog):
 def format_table(r):
     """The results as the lines `evaluate.py` prints; on grey-level pixels the
     estimates are those of a loss, and each such line says so."""
-    binary = r["binarize"] != "none" or r["dataset"] == "binarized_mnist"
+    binary = data.binary_pixels(r["dataset"], r["binarize"])
     pixels = "binary pixels" if binary else "grey-level pixels: a loss, not a likelihood"
     not_likelihood = "" if binary else "  (of the loss on grey pixels: not a likelihood)"
     return "\n".join(

@@ -9,6 +9,8 @@ checked together, a check that fills in what the work needs.
 
 import argparse
 import dataclasses
+import importlib.util
+import socket
 import sys
 from pathlib import Path
 
@@ -179,6 +181,56 @@ def check_export(args):
     args.output_dir = flags.output_folder(args.output_dir or default)
 
 
+def explore_parser(prog):
+    parser = flags.ArgumentParser(prog=prog, description="Explore a saved keras-vae model in the browser: the latent map, sliders, a drawing pad and interpolations.")
+    flags.add_test_data_flags(parser, default_binarize="none")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only; 0.0.0.0 opens the app to the network)")
+    parser.add_argument("--port", type=port_number, default=0, help="port to listen on (default 0: a free one, printed)")
+    parser.add_argument("--cache-dir", default=None, help="folder for the latent map's cache (default: explore/ beside the model; runs/pretrained/NAME/explore for --pretrained)")
+    parser.add_argument("--no-cache", action="store_true", help="compute the latent map afresh and write nothing")
+    flags.add_debug_flag(parser)
+    return parser
+
+
+#: The addresses that only this machine reaches.
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def port_number(text):
+    port = flags.positive_int(text) if text != "0" else 0
+    if port > 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0..65535, got {text}")
+    return port
+
+
+def check_explore(args):
+    """Sets `args.cache` (a file, or None) and `args.socket` (listening)."""
+    missing = [name for name in ("fastapi", "uvicorn") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise UserError(f"explore needs {' and '.join(missing)}: pip install -e '.[explore]'")
+    flags.resolve_model(args)
+    folder = None if args.no_cache else flags.output_folder(args.cache_dir or flags.default_output(args, "explore"))
+    args.cache = None if folder is None else folder / "cache.npz"
+    args.socket = listen(args.host, args.port)
+
+
+def listen(host, port):
+    """A socket bound to `host:port`, before the model is loaded.
+
+    Raises:
+        UserError: the address cannot be had (in use, unknown, not allowed).
+    """
+    try:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        server = socket.socket(family, socket.SOCK_STREAM)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind((host, port))
+    except OSError as error:
+        raise UserError(f"cannot listen on {host}:{port} ({error.strerror or error})") from None
+    server.set_inheritable(False)
+    return server
+
+
 #: command -> (what it does, for `keras-vae --help`; its parser; the check of its arguments).
 COMMANDS = {
     "train": ("train a VAE on MNIST (writes a run folder)", train_parser, check_train),
@@ -194,6 +246,10 @@ COMMANDS = {
     "export": (
         "export a saved model's decoder and encoder for serving (SavedModel, ONNX)",
         export_parser, check_export,
+    ),
+    "explore": (
+        "explore a saved model in the browser (latent map, sliders, drawing)",
+        explore_parser, check_explore,
     ),
 }
 

@@ -169,7 +169,7 @@ class TrainConfig:
     @property
     def binary_pixels(self):
         """True when the model sees binary pixels: its loss is a likelihood."""
-        return self.binarize != "none" or self.dataset == "binarized_mnist"
+        return data.binary_pixels(self.dataset, self.binarize)
 
     def __post_init__(self):
         try:
