@@ -4,6 +4,8 @@ The suite runs under whatever `KERAS_BACKEND` is set; the README's test
 command runs it once per backend.
 """
 
+import contextlib
+import io
 import os
 import subprocess
 import sys
@@ -25,7 +27,7 @@ import keras_vae  # noqa: E402
 
 keras_vae.start()  # before Keras: checks the backend, imports TensorFlow quietly
 import keras  # noqa: E402
-from keras_vae import data  # noqa: E402
+from keras_vae import cli, data  # noqa: E402
 
 
 def pytest_collection_modifyitems(config, items):
@@ -44,7 +46,21 @@ def pytest_collection_modifyitems(config, items):
 
 
 # Child processes this pass started: count and seconds, printed at the end.
+# Under pytest-xdist (`tests/run.sh` runs two workers) each worker counts its
+# own and hands them to the controller, which prints the sum.
 CHILDREN = {"count": 0, "seconds": 0.0}
+
+
+def pytest_sessionfinish(session):
+    if hasattr(session.config, "workeroutput"):  # an xdist worker
+        session.config.workeroutput["children"] = dict(CHILDREN)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):  # the xdist controller: a worker finished
+    counted = getattr(node, "workeroutput", {}).get("children", {})
+    CHILDREN["count"] += counted.get("count", 0)
+    CHILDREN["seconds"] += counted.get("seconds", 0.0)
 
 
 def pytest_terminal_summary(terminalreporter):
@@ -125,6 +141,31 @@ def run_python(args, backend=None, env=None, timeout=600, cwd=None):
     finally:
         CHILDREN["count"] += 1
         CHILDREN["seconds"] += time.perf_counter() - start
+
+
+def run_here(script, *args, cwd=None):
+    """Runs `python scripts/SCRIPT ARGS` in this process (`cli.launch`).
+
+    For a test that checks what a command prints and writes rather than its
+    process (`run_script` starts one): the same code from the parsed line
+    on, without starting Python and the engine again.
+
+    Returns:
+        A `CompletedProcess` with the exit status, stdout and stderr.
+    """
+    out, err = io.StringIO(), io.StringIO()
+    previous = os.getcwd()
+    try:
+        if cwd is not None:
+            os.chdir(cwd)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                code = cli.launch(Path(script).stem, script, [str(arg) for arg in args])
+            except SystemExit as exit:  # argparse's own errors
+                code = exit.code
+    finally:
+        os.chdir(previous)
+    return subprocess.CompletedProcess([script, *args], code, out.getvalue(), err.getvalue())
 
 
 def run_script(name, *args, **kwargs):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import run_script
+from conftest import run_here
 from keras_vae.model import load_model, save_model
-from keras_vae import VAE, data, evaluation, visualize
+from keras_vae import VAE, data, evaluation
 from keras_vae.layers import DynamicBinarization
 
 
@@ -150,19 +150,6 @@ def test_dynamic_binarization_model_trains_saves_and_loads(mnist_subset, tmp_pat
     assert loaded.dynamic_binarization and loaded.get_config() == model.get_config()
 
 
-def test_latent_axes_are_the_dims_in_two_dimensions():
-    rng = np.random.default_rng(0)
-    _, axes, _, label = visualize.latent_axes(rng.normal(size=(100, 2)))
-    np.testing.assert_array_equal(axes, np.eye(2))
-    assert "two latent dims" in label
-    _, axes, _, label = visualize.latent_axes(rng.normal(size=(100, 1)))
-    np.testing.assert_array_equal(axes, np.eye(1))
-    assert "the latent dim" in label
-    _, axes, _, label = visualize.latent_axes(rng.normal(size=(100, 5)) * [5, 1, 1, 1, 1])
-    assert "principal components" in label
-    assert abs(axes[0, 0]) > 0.9  # the direction of largest variance
-
-
 @pytest.fixture(scope="module")
 def saved_model(one_dim_model, tmp_path_factory):
     model, _ = one_dim_model
@@ -176,7 +163,7 @@ def saved_model(one_dim_model, tmp_path_factory):
 def test_evaluate_script_prints_and_writes_the_numbers(saved_model, tmp_path, backend):
     # The same numbers on every backend: tests/test_across_backends.py.
     out = tmp_path / "numbers.json"
-    result = run_script(
+    result = run_here(
         "evaluate.py", saved_model, "--iw-samples", "50", "--num-examples", "40",
         "--binarize", "dynamic", "--output", out,
     )
@@ -194,7 +181,7 @@ def test_evaluate_script_prints_and_writes_the_numbers(saved_model, tmp_path, ba
 @pytest.mark.slow
 @pytest.mark.any_backend  # every backend draws the pictures at the end of test_scripts' run
 def test_visualize_script_writes_every_picture(saved_model, tmp_path):
-    result = run_script("visualize.py", saved_model, "--output-dir", tmp_path, "--num-examples", "300")
+    result = run_here("visualize.py", saved_model, "--output-dir", tmp_path, "--num-examples", "300")
     assert result.returncode == 0, result.stderr[-3000:]
     for name in ("latent_scatter.png", "latent_manifold.png", "interpolation.png", "reconstructions.png"):
         pixels = np.asarray(Image.open(tmp_path / name).convert("L"))

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from conftest import ROOT, run_script
+from conftest import ROOT, run_here
 from keras_vae.model import load_model, save_model
 from keras_vae import UserError, VAE, evaluation, load_pretrained, pretrained
 
@@ -60,25 +60,25 @@ def test_unknown_name_is_refused():
 @pytest.mark.slow
 def test_scripts_take_a_pretrained_name(tmp_path):
     name = "mlp-dynamic" if "mlp-dynamic" in ENTRIES else next(iter(ENTRIES))
-    result = run_script("generate.py", "--pretrained", name, "--num", "4", "--output", tmp_path / "s.png")
+    result = run_here("generate.py", "--pretrained", name, "--num", "4", "--output", tmp_path / "s.png")
     assert result.returncode == 0, result.stderr[-3000:]
     assert (tmp_path / "s.png").is_file()
-    result = run_script(
+    result = run_here(
         "evaluate.py", "--pretrained", name, "--num-examples", "20", "--iw-samples", "10",
         "--output", tmp_path / "e.json",
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # The pretrained model's own data settings, not the script's defaults.
     assert json.loads((tmp_path / "e.json").read_text())["binarize"] == ENTRIES[name]["binarize"]
-    result = run_script(
+    result = run_here(
         "visualize.py", "--pretrained", name, "--num-examples", "200", cwd=tmp_path
     )
     assert result.returncode == 0, result.stderr[-3000:]
     # Written under runs/, not into the repository's pretrained/ folder.
     assert (tmp_path / "runs" / "pretrained" / name / "figures" / "latent_manifold.png").is_file()
-    result = run_script("generate.py", "--pretrained", "nope")
+    result = run_here("generate.py", "--pretrained", "nope")
     assert result.returncode == 2 and "no pretrained model 'nope'" in result.stderr
-    result = run_script("generate.py", tmp_path / "m.keras", "--pretrained", name)
+    result = run_here("generate.py", tmp_path / "m.keras", "--pretrained", name)
     assert result.returncode == 2 and "one of them" in result.stderr
 
 

@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from conftest import error_lines, run_python, run_script
+from conftest import error_lines, run_here, run_python, run_script
 
 pytestmark = pytest.mark.slow
 
@@ -103,7 +103,7 @@ def test_tensorboard_logs_every_loss_and_the_sample_grid(run_dir):
 @pytest.mark.any_backend  # the same images on every backend: test_across_backends
 def test_generate_writes_png_and_npy(run_dir, tmp_path):
     png, npy = tmp_path / "grid.png", tmp_path / "samples.npy"
-    result = run_script(
+    result = run_here(
         "generate.py", run_dir / "model.keras", "--num", "12", "--grid", "3x4",
         "--output", png, "--npy", npy,
     )
@@ -165,7 +165,7 @@ def test_generate_a_chosen_digit_and_every_digit(conditional_run, tmp_path):
     outputs = {}
     for digit, num in (("3", "6"), ("all", "5")):
         npy = tmp_path / f"{digit}.npy"
-        result = run_script(
+        result = run_here(
             "generate.py", model, "--digit", digit, "--num", num,
             "--output", tmp_path / f"{digit}.png", "--npy", npy,
         )
@@ -179,9 +179,9 @@ def test_generate_a_chosen_digit_and_every_digit(conditional_run, tmp_path):
 
 @pytest.mark.any_backend  # flags checked against the loaded model's kind
 def test_generate_digit_errors(run_dir, conditional_run):
-    result = run_script("generate.py", run_dir / "model.keras", "--digit", "3")
+    result = run_here("generate.py", run_dir / "model.keras", "--digit", "3")
     _assert_one_line_error(result, "--digit needs a conditional model")
-    result = run_script("generate.py", conditional_run / "model.keras", "--digit", "12")
+    result = run_here("generate.py", conditional_run / "model.keras", "--digit", "12")
     _assert_one_line_error(result, "--digit must be 0-9 or all")
 
 
@@ -248,7 +248,7 @@ def test_train_rejects_bad_flags(flags, message):
 
 
 @pytest.mark.any_backend  # flags and files, checked before any engine works
-@pytest.mark.parametrize("name", ["train.py", "generate.py", "evaluate.py", "visualize.py", "export.py"])
+@pytest.mark.parametrize("name", ["train.py", "generate.py", "evaluate.py", "visualize.py", "export.py", "explore.py"])
 def test_unknown_backend_is_named(tmp_path, name):
     # Good flags and a good model file: the backend is the error.
     model = [] if name == "train.py" else ["--pretrained", "mlp-grey"]
@@ -282,7 +282,7 @@ def test_installed_entry_point(tmp_path):
 
 
 @pytest.mark.any_backend  # flags and files, checked before any engine works
-@pytest.mark.parametrize("name", ["train.py", "evaluate.py", "generate.py", "visualize.py", "export.py"])
+@pytest.mark.parametrize("name", ["train.py", "evaluate.py", "generate.py", "visualize.py", "export.py", "explore.py"])
 def test_help_shows_real_defaults_only(name):
     result = run_script(name, "--help")
     assert result.returncode == 0, result.stderr
