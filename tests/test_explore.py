@@ -84,9 +84,13 @@ def test_a_map_point_decodes_and_finds_the_nearest_images(explorer):
     assert distances[nearest].max() <= np.sort(distances)[NEAREST - 1]
     if model.code_dim == 2:
         np.testing.assert_allclose(z, explorer.z_means[5], atol=1e-5)
-    else:  # the point's place along the two principal axes, at the center elsewhere
-        back, _ = latent_space.map_points(z[None], None, explorer.center, explorer.axes)
+    else:  # the point's place along the first two principal axes, at the center elsewhere
+        assert explorer.point_names == ("PC 1", "PC 2")
+        _, axes, _, _ = latent_space.latent_axes(explorer.z_means, count=2)
+        np.testing.assert_allclose(np.abs(explorer.map_axes @ axes.T), np.eye(2), atol=1e-4)
+        back, _ = latent_space.map_points(z[None], None, explorer.map_center, explorer.map_axes)
         np.testing.assert_allclose(back[0], point, atol=1e-4)
+        np.testing.assert_allclose((z - explorer.map_center) @ explorer.map_axes.T, point, atol=1e-4)
     np.testing.assert_array_equal(image, model.decode(z[None], None if label is None else [label])[0])
 
 

@@ -63,10 +63,11 @@ class Explorer:
         self.center, self.axes, self.scales, _ = latent_space.latent_axes(self.z_means, count)
         self.scales = np.maximum(self.scales, 1e-12)  # a direction the data do not spread along
         self.principal = model.code_dim > MAX_SLIDERS
+        # The map: the two latent dims, or the first two principal directions.
+        self.map_center, self.map_axes, _, self.map_label = latent_space.latent_axes(self.z_means)
         self.points, self.point_names = latent_space.map_points(
-            self.z_means, self.labels, self.center, self.axes
+            self.z_means, self.labels, self.map_center, self.map_axes
         )
-        self.map_label = latent_space.latent_axes(self.z_means)[3]  # of the first two axes
 
     # The views ------------------------------------------------------------
 
@@ -117,7 +118,7 @@ class Explorer:
         elif code_dim == 2:
             z = point
         else:
-            z = self.center + point @ self.axes[:2]
+            z = self.map_center + point @ self.map_axes
         nearest = np.argsort(((self.points - point) ** 2).sum(1), kind="stable")[:NEAREST]
         z = z.astype("float32")
         return z, self._decoded(z[None], label)[0], nearest

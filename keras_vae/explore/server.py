@@ -65,12 +65,12 @@ class Interpolation(BaseModel):
     label: int | None = None
 
 
-def png(pictures, cols=None):
-    """Images `(n, H, W, C)` (or one image) as a PNG data URL, `SCALE` times larger."""
+def png(pictures):
+    """Images `(n, H, W, C)` in a row (or one image) as a PNG data URL, `SCALE` times larger."""
     pictures = np.asarray(pictures)
     if pictures.ndim == 3:
         pictures = pictures[None]
-    data = images.png_bytes(pictures, rows=1 if cols is None else None, cols=cols, scale=SCALE, pad=0 if len(pictures) == 1 else 1)
+    data = images.png_bytes(pictures, rows=1, scale=SCALE, pad=0 if len(pictures) == 1 else 1)
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
 
 
