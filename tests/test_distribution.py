@@ -334,3 +334,27 @@ def test_predictions_of_any_size_under_a_data_parallel_distribution(backend):
     assert topology.check_batch_size(128) == 64
     assert engines.common.batch_multiple() == 1  # none set in this process
     assert keras.distribution.distribution() is None
+
+
+@pytest.mark.parametrize("processes", [2, 3])
+def test_torch_processes_draw_seeds_no_other_process_draws(backend, processes):
+    """Keras seeds PyTorch's generator with the sum of a seed state's two
+    words; each process's offset must give it seeds of its own, not the
+    next process's stream 7919 draws later (as a fixed offset of 7919 gave)."""
+    if backend != "torch":
+        pytest.skip("torch's processes")
+    from keras.src.backend.torch.random import torch_seed_generator  # Keras's seeding of torch
+
+    from keras_vae import engines
+
+    draws = {}
+    for rank in range(processes):
+        model = VAE(latent_dim=2, hidden_dim=8, seed=3, dynamic_binarization=True)
+        engines.current.decorrelate_noise(model, rank, processes)
+        generators = [layer.seed_generator for layer in model._flatten_layers() if hasattr(layer, "seed_generator")]
+        assert len(generators) == 2  # sampling and binarization
+        draws[rank] = [{torch_seed_generator(g).initial_seed() for _ in range(10_000)} for g in generators]
+    for layer in range(2):
+        for rank in range(1, processes):
+            assert len(draws[rank][layer]) == 10_000
+            assert not draws[rank][layer] & draws[0][layer], (rank, layer)

@@ -4,7 +4,6 @@ kernel, and the processes of a torchrun for --devices."""
 import os
 
 import keras
-import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -152,20 +151,32 @@ def one_device(network):
     return True
 
 
-def decorrelate_noise(model, rank):
+def decorrelate_noise(model, rank, processes):
     """Gives this process's sampling layers a noise stream of their own.
 
     Every process builds the model from the same seed (the same weights);
     without this, process r would draw the same sampling and binarization
-    noise as process 0 for its different images.
+    noise as process 0 for its different images. Keras seeds PyTorch's
+    generator with the sum of a seed state's two words (the second counts
+    the draws), so the streams are the seeds `first + draw`, modulo 2^32:
+    an offset of r * 2^32 / processes on the first word gives each process
+    its own 2^32 / processes seeds, which no other process reaches before
+    that many draws (2^31 training steps on two processes).
+
+    Args:
+        model: the model whose layers' `seed_generator`s to offset.
+        rank: this process's rank.
+        processes: how many processes train together.
     """
     if not rank:
         return
+    offset = rank * (2**32 // processes)
     for layer in model._flatten_layers():
         generator = getattr(layer, "seed_generator", None)
         if generator is not None:
-            state = keras.ops.convert_to_numpy(generator.state.value)
-            generator.state.assign(state + np.array([rank * 7919, 0], dtype=state.dtype))
+            state = keras.ops.convert_to_numpy(generator.state.value).astype("int64")
+            state[0] = (state[0] + offset + 2**31) % 2**32 - 2**31  # wraps as int32 does
+            generator.state.assign(state.astype(generator.state.dtype))
 
 
 class JoinProcesses(keras.callbacks.Callback):
@@ -173,8 +184,8 @@ class JoinProcesses(keras.callbacks.Callback):
 
     At the start of training (after the checkpoint of a resumed run was
     restored) every process takes the chief's weights, optimizer state and
-    seed states (one broadcast), then offsets its own seed states by its
-    rank (`decorrelate_noise`).
+    seed states (one broadcast), then gives its own seed states a range of
+    seeds no other process draws (`decorrelate_noise`).
 
     Args:
         rank: this process's rank.
@@ -191,7 +202,7 @@ class JoinProcesses(keras.callbacks.Callback):
         with torch.no_grad():
             for variable in variables:
                 dist.broadcast(variable.value.data, src=0)
-        decorrelate_noise(self.model, self.rank)
+        decorrelate_noise(self.model, self.rank, dist.get_world_size())
 
 
 class TorchProcesses(Processes):
