@@ -71,6 +71,17 @@ def too_many(requested, present, kind):
     )
 
 
+def too_late(requested, present, engine):
+    """The `UserError` for a device count asked for after the engine started
+    with fewer devices (virtual CPU devices are made before anything runs)."""
+    plural = "s" if present != 1 else ""
+    return UserError(
+        f"--devices {requested}: {engine} already runs on {present} device{plural}; "
+        f"ask for the devices before anything runs on it (keras_vae.engines.setup({requested}) "
+        "first, before building a model or loading data)"
+    )
+
+
 class Processes:
     """How the processes of one run talk outside the training step.
 

@@ -358,3 +358,16 @@ def test_torch_processes_draw_seeds_no_other_process_draws(backend, processes):
         for rank in range(1, processes):
             assert len(draws[rank][layer]) == 10_000
             assert not draws[rank][layer] & draws[0][layer], (rank, layer)
+
+
+def test_devices_asked_for_after_the_engine_started_are_refused_as_such(backend):
+    """Virtual CPU devices are made before the engine runs; asked for later,
+    the answer says so (not "use --devices 2 or fewer" to whoever asked for 2)."""
+    if backend == "torch":
+        pytest.skip("torch makes no virtual devices (processes under torchrun)")
+    from keras_vae import UserError, engines
+
+    keras.ops.convert_to_numpy(keras.ops.ones(1) + 1)  # the engine runs in this process
+    with pytest.raises(UserError, match=r"--devices 2: .* already runs on 1 device; ask for the devices before") as refused:
+        engines.setup(2)
+    assert "or fewer" not in str(refused.value)

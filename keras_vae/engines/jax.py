@@ -1,7 +1,6 @@
 """The JAX engine: its pure gradient step, `DataParallel` for --devices, and
 several processes (hosts) joined by `keras.distribution.initialize`."""
 
-import contextlib
 import os
 
 import jax
@@ -11,7 +10,7 @@ from jax.experimental import multihost_utils
 
 from keras_vae.engines.common import step_inputs, training_losses, update_trackers
 from keras_vae.errors import UserError
-from keras_vae.parallel import ALL, VIRTUAL_CPUS, Processes, Topology, cpu_cores, too_many
+from keras_vae.parallel import ALL, VIRTUAL_CPUS, Processes, Topology, cpu_cores, too_late, too_many
 
 #: Keras's variables for JAX processes that train together (`keras.distribution.initialize`).
 PROCESS_VARIABLES = (
@@ -157,15 +156,20 @@ def setup(requested):
     """`DataParallel` over the first N devices (virtual CPU devices without accelerators)."""
     if os.environ.get("KERAS_DISTRIBUTION_JOB_ADDRESSES"):
         return _setup_processes(requested)
+    started = False
     if requested != ALL and requested <= cpu_cores():
         # Only the CPU platform takes a device count; with accelerators the
         # default devices are theirs and this count is unused.
-        with contextlib.suppress(RuntimeError):  # the CPU backend already started
+        try:
             if jax.config.jax_num_cpu_devices < requested:
                 jax.config.update("jax_num_cpu_devices", requested)
+        except RuntimeError:  # the CPU backend already started
+            started = True
     devices = jax.devices()
     count = len(devices) if requested == ALL else requested
     if count > len(devices):
+        if devices[0].platform == "cpu" and started:
+            raise too_late(requested, len(devices), "JAX")
         if devices[0].platform == "cpu":
             raise too_many(requested, cpu_cores(), VIRTUAL_CPUS)
         raise too_many(requested, len(devices), f"{devices[0].platform.upper()} device")

@@ -4,7 +4,7 @@ import keras
 
 from keras_vae.backend import import_tensorflow_quietly
 from keras_vae.engines.common import step_inputs, training_losses, update_trackers
-from keras_vae.parallel import ALL, VIRTUAL_CPUS, Topology, cpu_cores, too_many
+from keras_vae.parallel import ALL, VIRTUAL_CPUS, Topology, cpu_cores, too_late, too_many
 
 tf = import_tensorflow_quietly()
 
@@ -43,6 +43,7 @@ def _cpu_devices(requested):
     """Names of `requested` logical CPU devices, made if the runtime has not started."""
     count = 1 if requested == ALL else requested
     cpu = tf.config.list_physical_devices("CPU")[0]
+    started = False
     try:
         configured = tf.config.get_logical_device_configuration(cpu) or [None]
         if len(configured) < count <= cpu_cores():
@@ -50,9 +51,11 @@ def _cpu_devices(requested):
                 cpu, [tf.config.LogicalDeviceConfiguration()] * count
             )
     except RuntimeError:  # TensorFlow's runtime already started
-        pass
+        started = True
     present = len(tf.config.list_logical_devices("CPU"))
     if count > present:
+        if started and count <= cpu_cores():
+            raise too_late(requested, present, "TensorFlow")
         raise too_many(requested, min(present, cpu_cores()) if present > 1 else cpu_cores(), VIRTUAL_CPUS)
     return [f"/cpu:{i}" for i in range(count)]
 
