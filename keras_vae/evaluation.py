@@ -121,13 +121,18 @@ def evaluate_likelihood(
         "reconstruction": float(per_image["reconstruction"].mean()),
         "kl": float(per_image["kl"].mean()),
         "iw_nll": iw_nll,
-        "bits_per_dim": iw_nll / (math.prod(vae.image_shape) * math.log(2.0)),
+        "bits_per_dim": bits_per_dim(iw_nll, vae.image_shape),
         "active_units": active_units(z_means),
         "latent_dim": vae.code_dim,
         "iw_samples": int(iw_samples),
         "num_examples": int(len(images)),
         "seed": int(seed),
     }
+
+
+def bits_per_dim(nll, image_shape):
+    """Nats per image as bits per pixel and channel: NLL / (D ln 2)."""
+    return float(nll) / (math.prod(image_shape) * math.log(2.0))
 
 
 def importance_estimates(

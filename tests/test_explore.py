@@ -272,6 +272,9 @@ def test_the_cache_is_read_for_its_key_only(tmp_path):
     np.testing.assert_array_equal(again["z_means"], arrays["z_means"])
     cached_arrays(path, {"model": "b"}, compute)  # another model: computed again
     assert len(calls) == 2
+    _, where = cached_arrays(path, {"model": "b"}, compute, {"z_means": (4, 2)})  # other shapes
+    assert "cached in" in where and len(calls) == 3
+    calls.pop()
     path.write_bytes(b"damaged")
     _, where = cached_arrays(path, {"model": "b"}, compute)
     assert len(calls) == 3 and "cached in" in where

@@ -40,9 +40,8 @@ def main(args, prog):
             "test_nll": views.likelihoods_of(model, test_images, test_labels),
         }
 
-    arrays, where = cached_arrays(args.cache, key, compute)
-    if arrays["z_means"].shape != (len(images), model.code_dim):  # a cache of another model
-        arrays, where = cached_arrays(None, key, compute)
+    shapes = {"z_means": (len(images), model.code_dim), "test_nll": (views.TEST_IMAGES,)}
+    arrays, where = cached_arrays(args.cache, key, compute, shapes)
     print(f"{prog}: latent map of {len(images)} {split} images and -log p(x) of {len(arrays['test_nll'])} test images {where}", flush=True)
     explorer = views.Explorer(model, images, labels, arrays["z_means"], arrays["test_nll"], binary)
     app = create_app(explorer, args.pretrained or str(args.model))

@@ -17,13 +17,16 @@ from keras_vae.errors import FileSystemError
 _KEY = "key"
 
 
-def cached_arrays(path, key, compute):
+def cached_arrays(path, key, compute, shapes=None):
     """The arrays `compute()` returns, from `path` when it holds them for `key`.
 
     Args:
         path: the cache file (`.npz`), or None for no cache.
         key: a JSON-able dict that names what the arrays depend on.
         compute: a function returning a dict of NumPy arrays.
+        shapes: name -> the shape a stored array must have to be used
+            (a file that says the right key but holds other arrays is
+            computed again).
 
     Returns:
         A pair: the dict of arrays, and a line saying where they came from.
@@ -31,7 +34,9 @@ def cached_arrays(path, key, compute):
     text = json.dumps(key, sort_keys=True)
     if path is not None:
         arrays = _read(path, text)
-        if arrays is not None:
+        if arrays is not None and all(
+            name in arrays and arrays[name].shape == tuple(shape) for name, shape in (shapes or {}).items()
+        ):
             return arrays, f"read from {path}"
     arrays = compute()
     if path is None:

@@ -19,8 +19,6 @@ The posterior means and the test numbers are computed once and cached in
 a file (`Explorer.load`), keyed by the model file's hash and the data.
 """
 
-import math
-
 import numpy as np
 
 from keras_vae import evaluation, latent_space
@@ -152,7 +150,7 @@ class Explorer:
             "mean": mean[0],
             "std": np.exp(0.5 * log_var[0]),
             "nll": float(nll),
-            "bits_per_dim": bits_per_dim(nll, self.model.image_shape),
+            "bits_per_dim": evaluation.bits_per_dim(nll, self.model.image_shape),
             "rank": float((self.test_nll < nll).mean()),
         }
 
@@ -197,11 +195,6 @@ class Explorer:
         if vector.shape != (size,) or not np.isfinite(vector).all():
             raise ValueError(f"{what}: {size} finite numbers are needed")
         return vector
-
-
-def bits_per_dim(nll, image_shape):
-    """Nats per image as bits per pixel and channel."""
-    return float(nll) / (math.prod(image_shape) * math.log(2.0))
 
 
 def posterior_means(model, images, labels):
