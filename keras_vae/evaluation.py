@@ -65,11 +65,13 @@ class ImportanceSampler(keras.Model):
             z_mean, z_log_var = vae.encode_tensors(images, condition)
             z = z_mean[:, None, :] + ops.exp(0.5 * z_log_var[:, None, :]) * epsilon
             log_px_given_z, log_prior_ratio = losses.importance_log_terms(
-                images, vae.decode_samples(z, condition), z, z_mean, z_log_var
+                images, vae.decode_samples(z, condition), z, z_mean, z_log_var, vae.pixel_likelihood
             )
             return log_px_given_z, log_prior_ratio, losses.kl_divergence(z_mean, z_log_var)
         z, log_prior_ratio, _, _ = vae.latents.sample(images, ops.shape(epsilon)[1], epsilon)
-        log_px_given_z = -losses.reconstruction_loss(images[:, None], vae.decode_samples(z))
+        log_px_given_z = -losses.reconstruction_loss(
+            images[:, None], vae.decode_samples(z), vae.pixel_likelihood
+        )
         return log_px_given_z, log_prior_ratio, -ops.mean(log_prior_ratio, axis=1)
 
 

@@ -3,8 +3,9 @@
 A served VAE is two functions, exported as two artifacts that run without
 keras-vae (or Keras):
 
-- the decoder, z `(n, latent_dim)` -> pixel probabilities `(n, 28, 28, 1)`:
-  `VAE.decode`, the generator;
+- the decoder, z `(n, latent_dim)` -> pixel probabilities `(n, 28, 28, 1)`
+  (for an 8-bit likelihood, the distribution's mean): `VAE.decode`, the
+  generator;
 - the encoder, images `(n, 28, 28, 1)` -> `[z_mean, z_log_var]`:
   `VAE.encode`, the posterior q(z|x).
 
@@ -40,14 +41,18 @@ FORMATS = EXPORT_FORMATS
 
 
 def serving_decoder(model):
-    """The decoder as a functional model: z (and label) -> pixel probabilities."""
+    """The decoder as a functional model: z (and label) -> the image p(x|z)
+    expects (`VAE.decode`): pixel probabilities for a Bernoulli decoder,
+    named `probabilities`, else the 8-bit likelihood's mean, named `mean`."""
     z = keras.Input((model.code_dim,), name="z")
     inputs = [z]
     if model.conditional:
         inputs.append(keras.Input((model.num_classes,), name="label"))
-    logits = model.decoder(inputs if model.conditional else z)
-    probabilities = keras.layers.Activation("sigmoid", name="probabilities")(logits)
-    return keras.Model(inputs, probabilities, name="decoder")
+    outputs = model.decoder(inputs if model.conditional else z)
+    likelihood = model.pixel_likelihood
+    name = "probabilities" if likelihood.binary else "mean"
+    image = keras.layers.Lambda(likelihood.mean, name=name)(outputs)
+    return keras.Model(inputs, image, name="decoder")
 
 
 def serving_encoder(model):

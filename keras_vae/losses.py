@@ -30,43 +30,31 @@ import math
 
 from keras import ops
 
+from keras_vae import likelihoods
+
 LOG_2PI = math.log(2.0 * math.pi)
 
 
 IMAGE_AXES = (-3, -2, -1)  # height, width, channels
+BERNOULLI = likelihoods.Bernoulli()
 
 
-def reconstruction_loss(images, logits):
-    """Bernoulli negative log-likelihood -log p(x|z), per example.
-
-    This is the binary cross-entropy of the pixels given the decoder's logits,
-    summed over pixels: softplus(l) - x * l, written in the stable form
-    max(l, 0) + log(1 + exp(-|l|)) - x * l. It accepts grey levels x in
-    [0, 1] as well as binary pixels.
-
-    The pixels are flattened before the sum, and softplus is spelled out:
-    XLA on CPU (JAX) fuses a sum over one flat axis of this form far better
-    than the same sum over `(H, W, 1)` with `softplus`, which is what makes
-    the k = 5000 likelihood estimate fast on JAX (docs/performance.md).
+def reconstruction_loss(images, logits, likelihood=BERNOULLI):
+    """-log p(x|z) per example, in nats: the decoder's outputs read by a
+    pixel likelihood (`keras_vae.likelihoods`; Bernoulli by default, whose
+    outputs are logits and whose loss is the binary cross-entropy).
 
     Args:
         images: tensor of pixel values in [0, 1], shape `(..., H, W, C)`,
             broadcastable to `logits` (e.g. `(batch, 1, H, W, C)` against
             `k` samples of logits per image).
-        logits: decoder logits, shape `(..., H, W, C)`.
+        logits: the decoder's outputs, shape `(..., H, W, parameters)`.
+        likelihood: a `likelihoods.Likelihood`.
 
     Returns:
         A tensor of the leading shape `(...)`, e.g. `(batch,)`.
     """
-    logits = _flat_pixels(ops.convert_to_tensor(logits))
-    images = _flat_pixels(ops.cast(images, logits.dtype))
-    per_pixel = ops.relu(logits) - images * logits + ops.log1p(ops.exp(-ops.abs(logits)))
-    return ops.sum(per_pixel, axis=-1)
-
-
-def _flat_pixels(tensor):
-    """`(..., H, W, C)` -> `(..., H * W * C)`."""
-    return ops.reshape(tensor, (*ops.shape(tensor)[: -len(IMAGE_AXES)], -1))
+    return likelihood.negative_log_likelihood(images, logits)
 
 
 def kl_per_dimension(z_mean, z_log_var):
@@ -127,7 +115,7 @@ def _has_sample_axis(outputs):
     return len(outputs["logits"].shape) == len(IMAGE_AXES) + 2
 
 
-def elbo_losses(images, outputs):
+def elbo_losses(images, outputs, likelihood=BERNOULLI):
     """The negative ELBO and its two terms, averaged over the batch.
 
     Args:
@@ -137,6 +125,7 @@ def elbo_losses(images, outputs):
             image (`z` of shape `(batch, d)`), or from k samples (`z` of
             shape `(batch, k, d)`, logits `(batch, k, H, W, C)`), whose
             reconstruction terms are averaged.
+        likelihood: the pixel likelihood reading `logits`.
 
     Returns:
         A dict with scalar tensors `reconstruction_loss`, `kl_loss` and
@@ -144,7 +133,7 @@ def elbo_losses(images, outputs):
     """
     if _has_sample_axis(outputs):
         images = images[:, None]  # broadcast against the k samples
-    reconstruction = ops.mean(reconstruction_loss(images, outputs["logits"]))
+    reconstruction = ops.mean(reconstruction_loss(images, outputs["logits"], likelihood))
     kl = ops.mean(kl_divergence(outputs["z_mean"], outputs["z_log_var"]))
     return {
         "loss": reconstruction + kl,
@@ -153,7 +142,7 @@ def elbo_losses(images, outputs):
     }
 
 
-def importance_log_terms(images, logits, z, z_mean, z_log_var):
+def importance_log_terms(images, logits, z, z_mean, z_log_var, likelihood=BERNOULLI):
     """The two terms of the log importance weights of samples z_i ~ q(z|x).
 
     log w_i = log p(x|z_i) + [log p(z_i) - log q(z_i|x)].
@@ -163,6 +152,7 @@ def importance_log_terms(images, logits, z, z_mean, z_log_var):
         logits: decoder logits of the samples, shape `(b, k, H, W, C)`.
         z: the samples, shape `(b, k, latent_dim)`.
         z_mean, z_log_var: the posterior of each image, `(b, latent_dim)`.
+        likelihood: the pixel likelihood reading `logits`.
 
     Returns:
         A pair of tensors of shape `(b, k)`: `log p(x|z_i)` and
@@ -170,7 +160,7 @@ def importance_log_terms(images, logits, z, z_mean, z_log_var):
     """
     z_mean, z_log_var = ops.convert_to_tensor(z_mean), ops.convert_to_tensor(z_log_var)
     mean, log_var = z_mean[:, None, :], z_log_var[:, None, :]
-    log_px_given_z = -reconstruction_loss(images[:, None], logits)
+    log_px_given_z = -reconstruction_loss(images[:, None], logits, likelihood)
     log_prior_ratio = standard_normal_log_density(z) - gaussian_log_density(
         z, mean, log_var
     )
@@ -184,7 +174,7 @@ def _iwae_from_terms(log_px_given_z, log_prior_ratio, kl_weight):
     return -ops.mean(ops.logsumexp(log_weights, axis=1) - ops.log(samples))
 
 
-def iwae_loss(images, outputs, kl_weight=1.0):
+def iwae_loss(images, outputs, kl_weight=1.0, likelihood=BERNOULLI):
     """The negative importance-weighted bound (Burda et al., 2015), batch mean.
 
     -log (1/k) sum_i exp(log p(x|z_i) + kl_weight * [log p(z_i) - log q(z_i|x)]),
@@ -195,24 +185,25 @@ def iwae_loss(images, outputs, kl_weight=1.0):
         images: pixel values in [0, 1], shape `(b, H, W, C)`.
         outputs: `VAE.call`'s outputs with k samples per image.
         kl_weight: scalar weight of the log prior ratio.
+        likelihood: the pixel likelihood reading the logits.
 
     Returns:
         A scalar tensor, in nats per image.
     """
-    return _iwae_from_terms(*_log_terms(images, outputs), kl_weight)
+    return _iwae_from_terms(*_log_terms(images, outputs, likelihood), kl_weight)
 
 
-def _log_terms(images, outputs):
+def _log_terms(images, outputs, likelihood):
     return importance_log_terms(
-        images, outputs["logits"], outputs["z"], outputs["z_mean"], outputs["z_log_var"]
+        images, outputs["logits"], outputs["z"], outputs["z_mean"], outputs["z_log_var"], likelihood
     )
 
 
-def _monte_carlo_objective(images, outputs, kl_weight):
+def _monte_carlo_objective(images, outputs, kl_weight, likelihood):
     """`objective` for models that give `log_prior_ratio` instead of an analytic KL."""
     if _has_sample_axis(outputs):
         images = images[:, None]
-    log_px_given_z = -reconstruction_loss(images, outputs["logits"])
+    log_px_given_z = -reconstruction_loss(images, outputs["logits"], likelihood)
     log_prior_ratio = outputs["log_prior_ratio"]
     reconstruction = -ops.mean(log_px_given_z)
     kl = -ops.mean(log_prior_ratio)
@@ -228,7 +219,7 @@ def _monte_carlo_objective(images, outputs, kl_weight):
     }
 
 
-def objective(images, outputs, kl_weight=1.0, free_bits=0.0):
+def objective(images, outputs, kl_weight=1.0, free_bits=0.0, likelihood=BERNOULLI):
     """The training objective, with the ELBO and its terms for comparison.
 
     One sample per image: `reconstruction + kl_weight * free_bits_kl`, which
@@ -239,6 +230,7 @@ def objective(images, outputs, kl_weight=1.0, free_bits=0.0):
         outputs: the dict returned by `VAE.call` (see `elbo_losses`).
         kl_weight: weight of the KL term (beta, times the warm-up factor).
         free_bits: KL floor per latent dimension, in nats (one sample only).
+        likelihood: the pixel likelihood reading the logits.
 
     Returns:
         A dict of scalar tensors in nats per image: `loss` (the objective),
@@ -249,17 +241,17 @@ def objective(images, outputs, kl_weight=1.0, free_bits=0.0):
     if "log_prior_ratio" in outputs:
         if free_bits > 0:
             raise ValueError("free bits need the analytic KL of the one-layer N(0, I) model")
-        return _monte_carlo_objective(images, outputs, kl_weight)
+        return _monte_carlo_objective(images, outputs, kl_weight, likelihood)
     kl_dims = kl_per_dimension(outputs["z_mean"], outputs["z_log_var"])
     kl = ops.mean(ops.sum(kl_dims, axis=-1))
     if _has_sample_axis(outputs):
         if free_bits > 0:
             raise ValueError("free bits apply to one sample per image, not to the IWAE bound")
-        log_px_given_z, log_prior_ratio = _log_terms(images, outputs)
+        log_px_given_z, log_prior_ratio = _log_terms(images, outputs, likelihood)
         reconstruction = -ops.mean(log_px_given_z)
         loss = _iwae_from_terms(log_px_given_z, log_prior_ratio, kl_weight)
     else:
-        reconstruction = ops.mean(reconstruction_loss(images, outputs["logits"]))
+        reconstruction = ops.mean(reconstruction_loss(images, outputs["logits"], likelihood))
         loss = reconstruction + kl_weight * free_bits_kl(kl_dims, free_bits)
     return {
         "loss": loss,

@@ -85,7 +85,8 @@ def _image_features(images, architecture, filters, blocks):
 
 
 def _image_from_features(x, architecture, filters, blocks, image_shape):
-    """The decoder's layers after the hidden Dense layer, ending in logits."""
+    """The decoder's layers after the hidden Dense layer, ending in the
+    likelihood's parameters, `image_shape` with their channels."""
     if architecture == "mlp":
         x = layers.Dense(math.prod(image_shape), name="logits")(x)
         return layers.Reshape(image_shape, name="image")(x)
@@ -157,6 +158,7 @@ def build_decoder(
     filters=(32, 64),
     blocks=1,
     num_classes=0,
+    output_channels=None,
 ):
     """Builds the decoder.
 
@@ -169,16 +171,21 @@ def build_decoder(
         blocks: residual blocks before each upsampling (resnet).
         num_classes: if > 0, a conditional decoder that also takes the
             one-hot label, shape `(batch, num_classes)`.
+        output_channels: the likelihood's parameters per pixel
+            (`model.config.decoder_channels`); default the image's channels,
+            one Bernoulli logit each.
 
     Returns:
         A `keras.Model` mapping z of shape `(batch, latent_dim)` (and labels)
-        to Bernoulli logits of shape `(batch, *image_shape)`. Apply a sigmoid
-        to get pixel probabilities.
+        to the likelihood's parameters, `(batch, height, width,
+        output_channels)`: Bernoulli logits by default (apply a sigmoid to
+        get pixel probabilities; see `keras_vae.likelihoods`).
     """
     check_architecture(architecture, filters, blocks, image_shape)
     z = keras.Input(shape=(latent_dim,), name="z")
     label, x = _with_label(z, num_classes)
     x = layers.Dense(hidden_dim, activation="relu", name="hidden")(x)
-    logits = _image_from_features(x, architecture, filters, blocks, image_shape)
+    output_shape = (*image_shape[:2], output_channels or image_shape[-1])
+    logits = _image_from_features(x, architecture, filters, blocks, output_shape)
     inputs = z if label is None else [z, label]
     return keras.Model(inputs, logits, name="decoder")

@@ -27,6 +27,8 @@ import keras_vae  # noqa: E402
 
 keras_vae.start()  # before Keras: checks the backend, imports TensorFlow quietly
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
+from keras import ops  # noqa: E402
 from keras_vae import cli, data  # noqa: E402
 
 
@@ -191,3 +193,24 @@ def one_error_line(result, *fragments):
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
     return lines[0]
+
+
+def gradient(function, value):
+    """d sum(function(x)) / dx at `value` (a NumPy array), with the backend's autodiff."""
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda t: ops.sum(function(t)))(value))
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        variable = tf.Variable(value)
+        with tf.GradientTape() as tape:
+            total = ops.sum(function(variable))
+        return tape.gradient(total, variable).numpy()
+    import torch
+
+    tensor = torch.tensor(value, requires_grad=True)
+    ops.sum(function(tensor)).backward()
+    return tensor.grad.numpy()

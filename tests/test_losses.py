@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from conftest import gradient
 from keras_vae import elbo_losses, kl_divergence, reconstruction_loss
 
 
@@ -83,32 +84,11 @@ def test_per_example_functions_keep_leading_axes():
     assert to_numpy(kl_divergence(logits[..., 0, 0, 0], logits[..., 1, 0, 0])).shape == (2,)
 
 
-def _gradient(function, value):
-    """d sum(function(x)) / dx at `value`, with the backend's autodiff."""
-    backend = keras.backend.backend()
-    if backend == "jax":
-        import jax
-
-        return np.asarray(jax.grad(lambda t: ops.sum(function(t)))(value))
-    if backend == "tensorflow":
-        import tensorflow as tf
-
-        variable = tf.Variable(value)
-        with tf.GradientTape() as tape:
-            total = ops.sum(function(variable))
-        return tape.gradient(total, variable).numpy()
-    import torch
-
-    tensor = torch.tensor(value, requires_grad=True)
-    ops.sum(function(tensor)).backward()
-    return tensor.grad.numpy()
-
-
 def test_reconstruction_gradient_is_sigmoid_minus_pixels():
     # d/dl [softplus(l) - x l] = sigmoid(l) - x: the stable form must keep it.
     rng = np.random.default_rng(5)
     logits = rng.normal(scale=6.0, size=(2, 3, 28, 28, 1)).astype("float32")
     images = rng.random((2, 1, 28, 28, 1)).astype("float32")
-    gradient = _gradient(lambda l: reconstruction_loss(images, l), logits)
+    grad = gradient(lambda l: reconstruction_loss(images, l), logits)
     expected = 1.0 / (1.0 + np.exp(-logits.astype("float64"))) - images
-    np.testing.assert_allclose(gradient, expected, atol=1e-6)
+    np.testing.assert_allclose(grad, expected, atol=1e-6)

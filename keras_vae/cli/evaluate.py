@@ -13,6 +13,7 @@ import keras
 
 from keras_vae import data, engines, evaluation, files, memory
 from keras_vae.cli import flags
+from keras_vae.model.config import is_likelihood
 
 
 def main(args, prog):
@@ -38,6 +39,7 @@ def main(args, prog):
         dataset=dataset,
         split=split,
         binarize=binarize,
+        likelihood=model.likelihood,
         conditional=model.conditional,
         backend=keras.backend.backend(),
         devices=topology.devices,
@@ -49,11 +51,16 @@ def main(args, prog):
 
 
 def format_table(r):
-    """The results as the lines `evaluate.py` prints; on grey-level pixels the
-    estimates are those of a loss, and each such line says so."""
+    """The results as the lines `evaluate.py` prints; where the model's loss is
+    not a likelihood of the pixels (the Bernoulli on grey levels) the estimates
+    are those of a loss, and each such line says so."""
+    likelihood = r.get("likelihood", "bernoulli")
     binary = data.binary_pixels(r["dataset"], r["binarize"])
-    pixels = "binary pixels" if binary else "grey-level pixels: a loss, not a likelihood"
-    not_likelihood = "" if binary else "  (of the loss on grey pixels: not a likelihood)"
+    if is_likelihood(likelihood, binary):
+        pixels, not_likelihood = ("binary" if binary else "8-bit") + f" pixels, {likelihood} likelihood", ""
+    else:
+        pixels = "grey-level pixels, bernoulli: a loss, not a likelihood"
+        not_likelihood = "  (of the loss on grey pixels: not a likelihood)"
     return "\n".join(
         [
             f"{r['model']} on the {r['dataset']} {r.get('split', 'test')} split ({r['num_examples']} images, "

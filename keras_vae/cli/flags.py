@@ -298,6 +298,8 @@ def load_model_and_test_split(args, default_binarize):
     Raises:
         UserError: bad flags, a bad model file, or data that cannot be had.
     """
+    if args.settings.likelihood != "bernoulli":  # 8-bit pixels: never binarized
+        default_binarize = "none"
     dataset, binarize, validation_split = pretrained.data_settings(
         args.model
     ) or RunFolder.of_model(args.model).data_settings(default_binarize)

@@ -34,21 +34,23 @@ def main(args, prog):
     model = load_model(args.model)
     digit = digit_choice(args.digit, model)
     check_grid(args.grid, args.num or 64, digit)
+    pixels = args.seed if args.sample_pixels else None
     if digit == "all":
         per_class = args.num or 10
-        samples = model.generate_by_class(per_class, seed=args.seed)
+        samples = model.generate_by_class(per_class, seed=args.seed, sample_pixels=pixels)
         rows, cols = model.num_classes, per_class
         what = f"{per_class} samples of each of {model.num_classes} digits"
     else:
         num = args.num or 64
         rows, cols = args.grid or images.grid_shape(num)
-        samples = model.generate(num, seed=args.seed, labels=digit)
+        samples = model.generate(num, seed=args.seed, labels=digit, sample_pixels=pixels)
         what = f"{num} samples" + ("" if digit is None else f" of digit {digit}")
     images.save_grid(args.output, samples, rows, cols)
     print(f"{prog}: wrote {what} to {args.output}")
     if args.npy:
         with files.atomic_path(args.npy) as temporary:
             with open(temporary, "wb") as handle:
-                np.save(handle, samples[..., 0])
-        print(f"{prog}: wrote pixel probabilities to {args.npy}")
+                np.save(handle, samples[..., 0] if samples.shape[-1] == 1 else samples)
+        what = "sampled pixels" if args.sample_pixels else "the images p(x|z) expects (a Bernoulli decoder's pixel probabilities)"
+        print(f"{prog}: wrote {what} to {args.npy}")
 

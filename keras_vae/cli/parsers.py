@@ -94,7 +94,8 @@ def generate_parser(prog):
     parser.add_argument("--digit", type=parse_digit, default=None, help="conditional models only: the digit (class) to generate, 0-9, or 'all' for one row per digit (the default for them)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the latent draw")
     parser.add_argument("--output", type=suffix(".png"), default="samples.png", help="PNG grid to write")
-    parser.add_argument("--npy", type=suffix(".npy"), default=None, help="also save the pixel probabilities, shape (num, 28, 28), to this .npy file")
+    parser.add_argument("--sample-pixels", action="store_true", help="draw each image's pixels from p(x|z) (seeded by --seed) instead of showing its mean (the pixel probabilities of a Bernoulli decoder)")
+    parser.add_argument("--npy", type=suffix(".npy"), default=None, help="also save the images, shape (num, height, width) for grey, (num, height, width, channels) for colour, to this .npy file")
     parser.add_argument("--grid", type=flags.parse_grid, default=None, metavar="ROWSxCOLS", help="grid shape (default: near-square)")
     flags.add_debug_flag(parser)
     return parser

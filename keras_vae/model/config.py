@@ -15,6 +15,27 @@ PRIORS = ("normal", "vamp")
 LATENT_LAYERS = (1, 2)
 IMAGE_SHAPE = (28, 28, 1)
 ARCHITECTURES = ("mlp", "conv", "resnet")
+#: The pixel likelihoods p(x|z) (`keras_vae.likelihoods`).
+LIKELIHOODS = ("bernoulli", "logistic", "logistic-mixture")
+
+
+def is_likelihood(likelihood, binary_pixels):
+    """True when `likelihood` on such pixels is a probability of the data: the
+    Bernoulli on binary pixels, the 8-bit likelihoods on grey levels. (The
+    Bernoulli on grey levels is the original design's cross-entropy, a loss.)"""
+    return binary_pixels == (likelihood == "bernoulli")
+
+
+def decoder_channels(likelihood, channels, components=1):
+    """The decoder's output channels per pixel for a likelihood of images of
+    `channels` channels: 1 logit (`bernoulli`) or a mean and a log-scale
+    (`logistic`) per channel; for `logistic-mixture`, K weights and K means
+    and log-scales per channel, plus K * C(C-1)/2 channel coefficients."""
+    if likelihood == "bernoulli":
+        return channels
+    if likelihood == "logistic":
+        return 2 * channels
+    return components * (1 + 2 * channels + channels * (channels - 1) // 2)
 
 
 def check_architecture(architecture, filters, blocks, image_shape=IMAGE_SHAPE):
@@ -70,9 +91,13 @@ def encoder_shapes(*, latent_dim, hidden_dim, image_shape, architecture, filters
     return shapes + _dense(cells * filters[-1] + num_classes, hidden_dim)
 
 
-def decoder_shapes(*, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes):
+def decoder_shapes(
+    *, latent_dim, hidden_dim, image_shape, architecture, filters, blocks, num_classes,
+    output_channels=None,
+):
     """The weight shapes of `build_decoder` with these settings, without building it."""
     height, width, channels = image_shape
+    channels = output_channels or channels
     shapes = _dense(latent_dim + num_classes, hidden_dim)
     if architecture == "mlp":
         return shapes + _dense(hidden_dim, height * width * channels)
@@ -145,6 +170,7 @@ LIMITS = {
     "iw_samples": 10000,
     "pseudo_inputs": 10000,
     "seed": 2**32 - 1,
+    "mixture_components": 100,
 }
 MAX_STAGES = 8
 
@@ -241,6 +267,8 @@ class ModelConfig:
         latent_layers: 1 or 2 stochastic layers.
         prior: one of `PRIORS`.
         pseudo_inputs: the VampPrior's K.
+        likelihood: the pixel likelihood p(x|z), one of `LIKELIHOODS`.
+        mixture_components: K of the `logistic-mixture` likelihood.
     """
 
     latent_dim: int = _setting(20, network=True)
@@ -259,6 +287,8 @@ class ModelConfig:
     latent_layers: int = _setting(1)
     prior: str = _setting("normal")
     pseudo_inputs: int = _setting(500)
+    likelihood: str = _setting("bernoulli")
+    mixture_components: int = _setting(5)
 
     def __post_init__(self):
         check_types(self)
@@ -288,8 +318,19 @@ class ModelConfig:
         }
 
     def network(self, **changes):
-        """The keyword arguments of `build_encoder` / `build_decoder`."""
+        """The keyword arguments of `build_encoder` (and of `build_decoder`, with
+        `decoder()`'s changes)."""
         return {**{name: getattr(self, name) for name in self.network_names()}, **changes}
+
+    def decoder(self):
+        """The keyword arguments of `build_decoder`: z of `code_dim`, and the
+        likelihood's parameters as its output channels."""
+        return self.network(latent_dim=self.code_dim, output_channels=self.output_channels)
+
+    @property
+    def output_channels(self):
+        """The decoder's output channels per pixel (`decoder_channels`)."""
+        return decoder_channels(self.likelihood, self.image_shape[-1], self.mixture_components)
 
     @property
     def code_dim(self):
@@ -318,7 +359,20 @@ class ModelConfig:
             problems.append(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
         if self.num_classes < 0:
             problems.append(f"num_classes must be >= 0, got {self.num_classes}")
-        return problems
+        return problems + self.likelihood_problems()
+
+    def likelihood_problems(self):
+        """The problems of the pixel likelihood's settings."""
+        if self.likelihood not in LIKELIHOODS:
+            return [f"unknown likelihood {self.likelihood!r}; choose from {', '.join(LIKELIHOODS)}"]
+        if self.likelihood == "logistic-mixture" and self.mixture_components < 1:
+            return [f"mixture_components must be >= 1, got {self.mixture_components}"]
+        if self.likelihood != "bernoulli" and self.dynamic_binarization:
+            return [
+                f"the {self.likelihood} likelihood is of 8-bit pixels: it cannot model "
+                "binarized images (use --likelihood bernoulli, or --binarize none)"
+            ]
+        return []
 
     def latent_problems(self):
         """The problems of the latent settings (layers, prior) alone."""
@@ -363,7 +417,7 @@ class ModelConfig:
         Keras reads it; `parameter_count` is their total.
         """
         shapes = encoder_shapes(**self.network())
-        shapes += decoder_shapes(**self.network(latent_dim=self.code_dim))
+        shapes += decoder_shapes(**self.decoder())
         if self.latent_layers == 2:
             shapes += encoder_shapes(**self.network(num_classes=self.latent_dim))
             shapes += conditional_prior_shapes(self.latent_dim, self.hidden_dim)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vae import engines, losses
+from keras_vae import engines, likelihoods, losses
 from keras_vae.layers import DynamicBinarization, Sampling
 from keras_vae.model.config import ModelConfig
 from keras_vae.model.latents import (
@@ -29,7 +29,7 @@ LOSS_NAMES = ("loss", "neg_elbo", "reconstruction_loss", "kl_loss")
 
 @keras.saving.register_keras_serializable(package="keras_vae")
 class VAE(keras.Model):
-    """A variational autoencoder with a Bernoulli decoder.
+    """A variational autoencoder: a Bernoulli decoder, or 8-bit likelihoods.
 
     At the defaults it is the original design: one stochastic layer z with
     the N(0, I) prior, an MLP encoder 784 -> 512 -> (mean, log-variance) and
@@ -87,7 +87,10 @@ class VAE(keras.Model):
             else None
         )
         self.encoder = build_encoder(**settings.network())
-        self.decoder = build_decoder(**settings.network(latent_dim=self.code_dim))
+        self.decoder = build_decoder(**settings.decoder())
+        self.pixel_likelihood = likelihoods.get(
+            self.likelihood, self.image_shape[-1], self.mixture_components
+        )
         self.encoder_z1 = self.prior_z1 = None
         if self.latent_layers == 2:
             # q(z1|x, z2): the encoder's architecture, z2 joined like a label.
@@ -161,13 +164,14 @@ class VAE(keras.Model):
         return float32(self.encoder(inputs, training=training))
 
     def decode_samples(self, z, condition=None, training=False):
-        """Logits `(b, k, *image_shape)` of samples z `(b, k, code_dim)`."""
+        """The decoder's outputs `(b, k, H, W, parameters)` (Bernoulli logits
+        by default) of samples z `(b, k, code_dim)`."""
         samples = ops.shape(z)[1]
         inputs = flat = ops.reshape(z, (-1, self.code_dim))
         if condition is not None:
             inputs = [flat, ops.repeat(condition, samples, axis=0)]
         logits = float32(self.decoder(inputs, training=training))
-        return ops.reshape(logits, (-1, samples, *self.image_shape))
+        return ops.reshape(logits, (-1, samples, *ops.shape(logits)[1:]))
 
     def call(self, inputs, training=False):
         """Encodes, samples `iw_samples` z per image and decodes them.
@@ -238,7 +242,7 @@ class VAE(keras.Model):
         """The model's losses given `call`'s outputs (see `losses.objective`)."""
         return losses.objective(
             outputs["targets"], outputs, kl_weight=self.kl_weight(training),
-            free_bits=self.free_bits,
+            free_bits=self.free_bits, likelihood=self.pixel_likelihood,
         )
 
     def compute_losses(self, inputs, training=False):
@@ -311,13 +315,16 @@ class VAE(keras.Model):
         outputs = self.latents.posterior(images, condition)
         return keras.Model(inputs if self.conditional else images, list(outputs), name="posterior")
 
-    def decode(self, z, labels=None, batch_size=512):
-        """Pixel probabilities p(x|z) (or p(x|z, y)) for each latent vector.
+    def decode(self, z, labels=None, batch_size=512, sample_pixels=None):
+        """The image p(x|z) (or p(x|z, y)) expects for each latent vector.
 
         Args:
             z: array `(n, code_dim)`.
             labels: integer labels, `(n,)` or one for all (conditional only).
             batch_size: vectors per forward pass.
+            sample_pixels: None for the distribution's mean (the pixel
+                probabilities of a Bernoulli decoder); a seed to draw the
+                pixels from p(x|z) instead (`likelihoods.Likelihood.sample`).
 
         Returns:
             A NumPy array `(n, *image_shape)` with values in [0, 1].
@@ -326,8 +333,10 @@ class VAE(keras.Model):
         if z.ndim != 2 or z.shape[1] != self.code_dim:
             raise ValueError(f"z must have shape (n, {self.code_dim}), got {z.shape}")
         inputs = self._with_labels(z, labels)
-        logits = predict(self.decoder, inputs, batch_size)
-        return ops.convert_to_numpy(ops.sigmoid(logits))
+        outputs = predict(self.decoder, inputs, batch_size)
+        if sample_pixels is not None:
+            return self.pixel_likelihood.sample(outputs, np.random.default_rng(sample_pixels))
+        return ops.convert_to_numpy(self.pixel_likelihood.mean(outputs))
 
     def reconstruct(self, images, labels=None, batch_size=512):
         """Decodes each image's posterior mean: the model's reconstruction."""
@@ -344,25 +353,28 @@ class VAE(keras.Model):
         z = self.latents.sample_prior(rng, num, lambda network, inputs: predict(network, inputs, 512))
         return np.asarray(z, dtype="float32")
 
-    def generate(self, num, seed=0, labels=None):
-        """Generates `num` images: z from the prior, decoded to probabilities.
+    def generate(self, num, seed=0, labels=None, sample_pixels=None):
+        """Generates `num` images: z from the prior, decoded (see `decode`).
 
         Args:
             num: number of images.
             seed: seed of the draw of z.
             labels: for a conditional VAE, the class of each image or one for all.
+            sample_pixels: None for p(x|z)'s mean, else the seed of a draw of
+                the pixels.
 
         Returns:
             A NumPy array `(num, *image_shape)`, values in [0, 1].
         """
-        return self.decode(self.sample_prior(num, seed), labels)
+        return self.decode(self.sample_prior(num, seed), labels, sample_pixels=sample_pixels)
 
-    def generate_by_class(self, per_class, seed=0):
-        """A conditional VAE's samples, one row per class, one z per column.
+    def generate_by_class(self, per_class, seed=0, sample_pixels=None):
+        """A conditional VAE's samples, one row per class, one z per column
+        (`sample_pixels` as in `decode`).
 
         Returns a NumPy array `(num_classes * per_class, *image_shape)`.
         """
-        return self.decode(*self.class_grid_inputs(per_class, seed))
+        return self.decode(*self.class_grid_inputs(per_class, seed), sample_pixels=sample_pixels)
 
     def class_grid_inputs(self, per_class, seed=0):
         """The `(z, labels)` that `generate_by_class` decodes, row-major."""

@@ -9,7 +9,15 @@ import dataclasses
 
 from keras_vae import data
 from keras_vae.errors import DamagedFileError, UserError
-from keras_vae.model.config import ARCHITECTURES, LATENT_LAYERS, PRIORS, ModelConfig, check_types
+from keras_vae.model.config import (
+    ARCHITECTURES,
+    LATENT_LAYERS,
+    LIKELIHOODS,
+    PRIORS,
+    ModelConfig,
+    check_types,
+    is_likelihood,
+)
 from keras_vae.parallel import parse_devices
 from keras_vae.run.folder import RunFolder
 
@@ -93,6 +101,13 @@ class TrainConfig:
         "normal", "normal (N(0, I)) or vamp (the VampPrior: a mixture of the posteriors "
         "of learned pseudo-inputs, Tomczak & Welling 2018)", choices=PRIORS, model=True)
     pseudo_inputs: int = setting(500, "the VampPrior's pseudo-inputs K", metavar="K", model=True)
+    likelihood: str = setting(
+        "bernoulli", "the pixel likelihood p(x|z): bernoulli (binary pixels; on grey levels the "
+        "original design's cross-entropy), logistic (a discretized logistic per 8-bit pixel "
+        "and channel) or logistic-mixture (K of them, channels jointly)", choices=LIKELIHOODS,
+        model=True)
+    mixture_components: int = setting(
+        5, "components K of the logistic-mixture likelihood", metavar="K", model=True)
     learning_rate: float = setting(1e-3, "Adam learning rate")
     lr_schedule: str = setting(
         "constant", "constant, or cosine decay to 1%% of the learning rate over the run",
@@ -118,8 +133,8 @@ class TrainConfig:
         resumable=True)
     validation_split: int | None = setting(
         None, "training images held out (the last N) for the validation loss and best.keras, "
-        "so that the test split is read once, at the end; default: 10000 for binary pixels "
-        "(the likelihood protocol), 0 for grey levels (the original design: all 60000 train, "
+        "so that the test split is read once, at the end; default: 10000 when the loss is a "
+        "likelihood (binary pixels, or an 8-bit likelihood), 0 for the cross-entropy on grey levels (the original design: all 60000 train, "
         "the test split is the validation curve)", metavar="N")
     num_train: int | None = setting(None, "use only the first N training images (quick runs)")
     num_test: int | None = setting(
@@ -168,8 +183,14 @@ class TrainConfig:
 
     @property
     def binary_pixels(self):
-        """True when the model sees binary pixels: its loss is a likelihood."""
+        """True when the model sees binary pixels."""
         return data.binary_pixels(self.dataset, self.binarize)
+
+    @property
+    def is_likelihood(self):
+        """True when the model's loss is a likelihood of its pixels
+        (`model.config.is_likelihood`)."""
+        return is_likelihood(self.likelihood, self.binary_pixels)
 
     def __post_init__(self):
         try:
@@ -177,7 +198,7 @@ class TrainConfig:
         except ValueError as error:
             raise UserError(str(error)) from None
         if self.validation_split is None:
-            self.validation_split = DEFAULT_VALIDATION_SPLIT if self.binary_pixels else 0
+            self.validation_split = DEFAULT_VALIDATION_SPLIT if self.is_likelihood else 0
         problems = []
         try:
             self.devices = str(parse_devices(self.devices))
@@ -186,6 +207,12 @@ class TrainConfig:
         problems += self.model_config().problems() + self.range_problems()
         if not self.kl_warmup_epochs >= 0:
             problems.append(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
+        if self.likelihood != "bernoulli" and self.binary_pixels and self.binarize != "dynamic":
+            problems.append(
+                f"the {self.likelihood} likelihood is of 8-bit pixels: it cannot model "
+                f"binarized images ({self.dataset}, binarize {self.binarize}); use "
+                "--likelihood bernoulli"
+            )
         if self.conditional and self.dataset == "binarized_mnist":
             problems.append("binarized_mnist has no labels, so it cannot train a conditional VAE")
         for name in ("epochs", "batch_size"):
