@@ -3,7 +3,6 @@
 import keras
 import numpy as np
 import pytest
-from keras import ops
 
 from conftest import gradient
 from keras_vae import elbo_losses, kl_divergence, reconstruction_loss
