@@ -21,6 +21,12 @@ class DataUnavailableError(UserError):
     """The dataset is not prepared locally and cannot be downloaded."""
 
 
+class DataError(UserError, ValueError):
+    """The data is there but cannot be used as asked: an empty folder, an
+    unreadable image, mixed sizes without `--image-size`, a bad array file, a
+    validation split the train split cannot give."""
+
+
 class ModelFileError(UserError):
     """A path that should hold a keras-vae model does not."""
 

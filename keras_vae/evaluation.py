@@ -29,7 +29,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vae import data, losses
+from keras_vae import data, losses, pixels
 from keras_vae.engines.common import batch_multiple, one_device
 from keras_vae.memory import MAX_ROWS
 from keras_vae.parallel import Topology, pad_rows
@@ -117,7 +117,7 @@ def evaluate_likelihood(
     per_image = importance_estimates(vae, images, labels, iw_samples, seed, max_rows, verbose, topology)
     iw_nll = float(per_image["nll"].mean())
     with evaluation_scope(topology):
-        z_means = encoded_means(vae, np.asarray(images, dtype="float32"), labels)
+        z_means = encoded_means(vae, pixels.as_unit(images), labels)
     return {
         "neg_elbo": float((per_image["reconstruction"] + per_image["kl"]).mean()),
         "reconstruction": float(per_image["reconstruction"].mean()),
@@ -150,7 +150,9 @@ def importance_estimates(
 
     Args:
         vae: a trained `VAE` (built in `topology.scope()` when parallel).
-        images: array `(n, *vae.image_shape)`, binary pixels for a likelihood.
+        images: array `(n, *vae.image_shape)`: uint8 levels or values in
+            [0, 1] (`keras_vae.pixels`); binary pixels for a Bernoulli
+            likelihood, 8-bit ones for the logistics.
         labels: integer labels `(n,)`, for a conditional VAE only (which
             then estimates the conditional likelihood -log p(x|y)).
         iw_samples: importance samples k per image (5000 in Burda et al.).
@@ -169,7 +171,7 @@ def importance_estimates(
         terms).
     """
     topology = topology or Topology()
-    images = np.asarray(images, dtype="float32")
+    images = pixels.as_unit(images)
     if iw_samples < 1:
         raise ValueError(f"iw_samples must be >= 1, got {iw_samples}")
     condition = vae.one_hot(labels, len(images))

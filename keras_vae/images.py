@@ -1,4 +1,4 @@
-"""Image grids: many small images tiled into one PNG."""
+"""Image grids: many small images, grey or colour, tiled into one PNG."""
 
 import io
 import math
@@ -7,6 +7,7 @@ import numpy as np
 from PIL import Image
 
 from keras_vae.files import atomic_path
+from keras_vae.pixels import as_unit
 
 
 def grid_shape(num, rows=None, cols=None):
@@ -31,27 +32,28 @@ def grid_shape(num, rows=None, cols=None):
 
 
 def tile(images, rows=None, cols=None, pad=2, pad_value=0.5):
-    """Tiles images into one 2-D array, row by row.
+    """Tiles images into one array, row by row.
 
     Args:
-        images: array `(n, height, width)` or `(n, height, width, 1)`, values
-            in [0, 1].
+        images: array `(n, height, width)` or `(n, height, width, C)` with C
+            1 (grey) or 3 (colour): uint8 levels or values in [0, 1].
         rows, cols: grid shape (see `grid_shape`); empty cells stay blank.
         pad: pixels between images and around the grid.
         pad_value: grey level of the padding.
 
     Returns:
-        A float array of shape `(rows * (h + pad) + pad, cols * (w + pad) + pad)`.
+        A float array in [0, 1] of shape `(rows * (h + pad) + pad, cols *
+        (w + pad) + pad)`, with a last axis of 3 for colour.
     """
-    images = np.asarray(images, dtype="float32")
-    if images.ndim == 4:
+    images = as_unit(images)
+    if images.ndim == 4 and images.shape[-1] == 1:
         images = images[..., 0]
-    num, height, width = images.shape
+    num, height, width = images.shape[:3]
     rows, cols = grid_shape(num, rows, cols)
     if rows * cols < num:
         raise ValueError(f"a {rows}x{cols} grid cannot hold {num} images")
     grid = np.full(
-        (rows * (height + pad) + pad, cols * (width + pad) + pad),
+        (rows * (height + pad) + pad, cols * (width + pad) + pad, *images.shape[3:]),
         pad_value,
         dtype="float32",
     )
@@ -64,7 +66,7 @@ def tile(images, rows=None, cols=None, pad=2, pad_value=0.5):
 
 
 def save_grid(path, images, rows=None, cols=None, scale=2):
-    """Writes images as one greyscale PNG grid, atomically.
+    """Writes images as one PNG grid (grey or colour), atomically.
 
     Args:
         path: destination `.png` file.
@@ -77,13 +79,14 @@ def save_grid(path, images, rows=None, cols=None, scale=2):
 
 
 def png_bytes(images, rows=None, cols=None, scale=1, pad=2):
-    """Images as the bytes of one greyscale PNG (a grid, see `tile`)."""
+    """Images as the bytes of one PNG (a grid, see `tile`)."""
     buffer = io.BytesIO()
     _picture(tile(images, rows, cols, pad=pad), scale).save(buffer, format="PNG")
     return buffer.getvalue()
 
 
 def _picture(grid, scale):
-    """A grid of grey levels in [0, 1] as an 8-bit picture, `scale` times larger."""
-    pixels = np.round(np.clip(grid, 0.0, 1.0) * 255).astype("uint8")
-    return Image.fromarray(np.kron(pixels, np.ones((scale, scale), dtype="uint8")))
+    """A grid in [0, 1] (grey, or colour on a last axis of 3) as an 8-bit
+    picture, `scale` times larger (nearest neighbour)."""
+    levels = np.round(np.clip(grid, 0.0, 1.0) * 255).astype("uint8")
+    return Image.fromarray(levels.repeat(scale, axis=0).repeat(scale, axis=1))

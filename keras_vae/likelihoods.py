@@ -27,8 +27,7 @@ import numpy as np
 from keras import ops
 
 from keras_vae.model.config import LIKELIHOODS, decoder_channels
-
-LEVELS = 256
+from keras_vae.pixels import LEVELS
 # A logistic's log-scale is clipped to [MIN_LOG_SCALE, MAX_LOG_SCALE]: below
 # e^-7 (a quarter of a level) one level holds nearly all of the mass anyway,
 # above e^7 the distribution is flat over [0, 1].

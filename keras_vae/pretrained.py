@@ -21,6 +21,7 @@ from pathlib import Path
 
 from keras_vae import model, untrusted
 from keras_vae.errors import DamagedFileError, UserError
+from keras_vae.data import DataSettings
 from keras_vae.model import archive
 from keras_vae.files import sha256  # also what models.json records
 
@@ -105,13 +106,15 @@ def load_pretrained(name, folder=PRETRAINED_DIR):
 
 
 def data_settings(path, folder=PRETRAINED_DIR):
-    """`(dataset, binarize, validation_split)` of a pretrained model's file.
+    """The `data.DataSettings` of a pretrained model's file; None for another file.
 
-    None for another file. Models trained before the validation split
-    existed held none out (0).
+    Models trained before the validation split existed held none out (0).
     """
     path = Path(path).resolve()
     for entry in registry(folder).values():
         if (Path(folder) / entry["file"]).resolve() == path:
-            return entry["dataset"], entry["binarize"], entry.get("validation_split", 0)
+            return DataSettings(
+                entry["dataset"], entry["binarize"], entry.get("validation_split", 0),
+                entry.get("image_size"), entry.get("channels"),
+            )
     return None

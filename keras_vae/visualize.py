@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
 
 from keras_vae import images as grids
+from keras_vae import pixels
 from keras_vae.files import atomic_path
 from keras_vae.latent_space import latent_axes, map_points
 from keras_vae.run.folder import RunFolder, read_history
@@ -117,6 +118,7 @@ def interpolation(model, images, path, pairs=8, steps=10, seed=0, labels=None):
     A conditional VAE decodes each row as the class of its first image.
     """
     rng = np.random.default_rng(seed)
+    pairs = min(pairs, len(images) // 2)  # a small test split has fewer
     chosen = rng.choice(len(images), size=(pairs, 2), replace=False)
     condition = _conditioning(model, labels)
     z_mean, _ = model.encode(
@@ -128,7 +130,7 @@ def interpolation(model, images, path, pairs=8, steps=10, seed=0, labels=None):
     row_labels = None if condition is None else np.repeat(condition[chosen[:, 0]], steps)
     decoded = model.decode(path_z.reshape(pairs * steps, -1).astype("float32"), row_labels)
     decoded = decoded.reshape(pairs, steps, *decoded.shape[1:])
-    originals = images[chosen]  # (pairs, 2, ...)
+    originals = pixels.as_unit(images[chosen])  # (pairs, 2, ...)
     rows = np.concatenate([originals[:, :1], decoded, originals[:, 1:]], axis=1)
     grid = grids.tile(rows.reshape(-1, *rows.shape[2:]), pairs, steps + 2)
     figure = Figure(figsize=(10, 0.9 * pairs + 0.8), layout="constrained")
@@ -144,7 +146,7 @@ def interpolation(model, images, path, pairs=8, steps=10, seed=0, labels=None):
 
 def reconstructions(model, images, path, count=10, labels=None):
     """The first `count` images above their reconstructions."""
-    originals = images[:count]
+    originals = pixels.as_unit(images[:count])
     condition = _conditioning(model, labels)
     rebuilt = model.reconstruct(originals, None if condition is None else condition[:count])
     grid = grids.tile(np.concatenate([originals, rebuilt]), 2, count)
@@ -242,9 +244,10 @@ def make_figures(model, images, labels, output_dir, run_dir=None):
     written = [
         latent_scatter(model, images, labels, output_dir / "latent_scatter.png"),
         latent_manifold(model, images, output_dir / "latent_manifold.png", labels=labels),
-        interpolation(model, images, output_dir / "interpolation.png", labels=labels),
         reconstructions(model, images, output_dir / "reconstructions.png", labels=labels),
     ]
+    if len(images) >= 2:  # a pair to interpolate between
+        written.insert(2, interpolation(model, images, output_dir / "interpolation.png", labels=labels))
     run = RunFolder(run_dir) if run_dir is not None else None
     if run is not None and run.history.is_file():
         written.append(training_curves(run.history, output_dir / "training_curves.png"))

@@ -14,11 +14,12 @@ from keras_vae.errors import DataUnavailableError
 pytestmark = pytest.mark.any_backend
 
 
-def test_arrays_are_scaled_images_with_labels(mnist_subset):
+def test_arrays_are_8_bit_images_with_labels(mnist_subset):
     assert mnist_subset.x_train.shape == (2000, 28, 28, 1)
     assert mnist_subset.x_test.shape == (500, 28, 28, 1)
-    assert mnist_subset.x_train.dtype == np.float32
-    assert mnist_subset.x_train.min() == 0.0 and mnist_subset.x_train.max() == 1.0
+    assert mnist_subset.x_train.dtype == np.uint8  # a quarter of float32
+    assert mnist_subset.x_train.min() == 0 and mnist_subset.x_train.max() == 255
+    assert (mnist_subset.num_classes, mnist_subset.image_shape) == (10, (28, 28, 1))
     assert set(np.unique(mnist_subset.y_test)) == set(range(10))
 
 
@@ -64,7 +65,7 @@ def test_manual_dir_prepares_the_data_from_the_original_files(tmp_path, monkeypa
         "mnist", data_dir=tmp_path / "tfds", manual_dir=tmp_path / "files", num_train=500, num_test=500
     )
     for images, labels, count in ((dataset.x_train, dataset.y_train, 60000), (dataset.x_test, dataset.y_test, 10000)):
-        pixels = np.rint(images.reshape(len(images), -1)[:, :3] * 255).astype(np.int64)
+        pixels = images.reshape(len(images), -1)[:, :3].astype(np.int64)  # uint8 levels
         ids = pixels[:, 0] * 65536 + pixels[:, 1] * 256 + pixels[:, 2]
         assert len(set(ids)) == len(ids) == 500 and ids.max() < count
         np.testing.assert_array_equal(labels, ids % 10)

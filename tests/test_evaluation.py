@@ -11,6 +11,7 @@ from conftest import run_here
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE, data, evaluation
 from keras_vae.layers import DynamicBinarization
+from keras_vae.pixels import as_unit
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +22,7 @@ def one_dim_model(mnist_subset):
     model.compile(optimizer=keras.optimizers.Adam(3e-3))
     train = data.binarize(mnist_subset.x_train, seed=1)
     model.fit(train, epochs=10, batch_size=64, verbose=0)
-    return model, data.binarize(mnist_subset.x_test[:20], seed=0)
+    return model, as_unit(data.binarize(mnist_subset.x_test[:20], seed=0))
 
 
 def exact_nll(model, images, low=-10.0, high=10.0, points=20001):
@@ -121,8 +122,10 @@ def test_active_units_counts_dimensions_that_vary():
 def test_static_binarization_is_a_fixed_bernoulli_sample():
     grey = np.full((200, 28, 28, 1), 0.3, dtype="float32")
     binary = data.binarize(grey, seed=0)
-    assert set(np.unique(binary)) == {0.0, 1.0}
-    assert binary.mean() == pytest.approx(0.3, abs=0.01)
+    assert set(np.unique(binary)) == {0, 255} and binary.dtype == np.uint8  # binary levels
+    assert as_unit(binary).mean() == pytest.approx(0.3, abs=0.01)
+    levels = np.full((200, 28, 28, 1), 77, dtype="uint8")  # 77/255 = 0.302
+    np.testing.assert_array_equal(data.binarize(levels, seed=0), data.binarize(as_unit(levels), seed=0))
     np.testing.assert_array_equal(binary, data.binarize(grey, seed=0))
 
 

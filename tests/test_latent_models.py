@@ -15,6 +15,7 @@ from keras_vae.model import ModelConfig
 from keras_vae.run import trainer as train
 from keras_vae.errors import UserError
 from keras_vae.export import serving_encoder
+from keras_vae.pixels import as_unit
 
 to_numpy = keras.ops.convert_to_numpy
 
@@ -84,7 +85,7 @@ def test_impossible_latent_settings_are_refused(settings, message):
 
 def shrink(images):
     """28x28 grey images -> 14x14, each pixel the mean of a 2x2 block."""
-    return images.reshape(len(images), 14, 2, 14, 2, 1).mean(axis=(2, 4))
+    return as_unit(images).reshape(len(images), 14, 2, 14, 2, 1).mean(axis=(2, 4))
 
 
 def fit_tiny(mnist_subset, epochs=10, **settings):
@@ -123,7 +124,7 @@ def two_layer_model(mnist_subset):
 
 @pytest.fixture(scope="module")
 def test_images(mnist_subset):
-    return data.binarize(shrink(mnist_subset.x_test[:12]), seed=0)
+    return as_unit(data.binarize(shrink(mnist_subset.x_test[:12]), seed=0))
 
 
 def exact_vamp_nll(model, images):

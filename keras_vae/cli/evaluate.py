@@ -22,7 +22,7 @@ def main(args, prog):
     if topology.chief:
         flags.announce_backend(prog, topology.describe())
     with evaluation.evaluation_scope(topology):  # the model's variables on every device
-        model, images, labels, dataset, binarize, split = flags.load_model_and_test_split(
+        model, images, labels, dataset, binarize, split, _ = flags.load_model_and_test_split(
             args, default_binarize="dynamic"
         )
     start = time.perf_counter()

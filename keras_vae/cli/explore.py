@@ -21,20 +21,19 @@ from keras_vae.explore.server import create_app
 def main(args, prog):
     """Serves the explorer of `args.model` on `args.socket` until Ctrl-C."""
     flags.announce_backend(prog, ", ".join(engines.list_devices()))
-    model, images, labels, dataset, binarize, split = flags.load_model_and_test_split(
+    model, images, labels, dataset, binarize, split, settings = flags.load_model_and_test_split(
         args, default_binarize="none"
     )
     binary = data.binary_pixels(dataset, binarize)
     key = {
         "model": files.sha256(args.model), "dataset": dataset, "binarize": binarize, "split": split,
+        "data": settings.fingerprint or "", "image_size": settings.image_size or "", "channels": settings.channels or 0,
         "images": len(images), "labels": hashlib.sha256(labels.tobytes()).hexdigest(),
         "iw_samples": views.IW_SAMPLES, "test_images": views.TEST_IMAGES, "seed": 0,
     }
 
     def compute():
-        test_images, test_labels = data.load_split(
-            dataset, "test", args.data_dir, args.manual_dir, views.TEST_IMAGES, binarize
-        )
+        test_images, test_labels = settings.load_split("test", args.data_dir, args.manual_dir, views.TEST_IMAGES)
         return {
             "z_means": views.posterior_means(model, images, labels),
             "test_nll": views.likelihoods_of(model, test_images, test_labels),

@@ -208,9 +208,14 @@ def announce_backend(prog, where):
     print(f"{prog}: Keras {keras_version}, backend {check_backend()} ({where})", flush=True)
 
 
-def check_data_settings(dataset, binarize):
-    """Raises `UserError` for an unknown dataset or binarization."""
+def check_data_settings(dataset, binarize, image_size=None):
+    """Raises `UserError` for an unknown dataset or binarization, or a bad image size."""
     problems = data.setting_problems(dataset, binarize)
+    if image_size is not None:
+        try:
+            data.parse_image_size(image_size)
+        except ValueError as error:
+            problems.append(str(error))
     if problems:
         raise UserError("; ".join(problems))
 
@@ -271,16 +276,18 @@ def output_folder(path):
 def add_test_data_flags(parser, default_binarize):
     """Flags of the scripts that take a model and the images of one split."""
     add_model_argument(parser)
-    parser.add_argument("--dataset", default=None, choices=data.DATASETS, help="dataset to use (default: the run's, from config.json beside the model, else mnist)")
+    parser.add_argument("--dataset", default=None, help="dataset to use: a TFDS name, folder:PATH or npz:PATH (default: the run's, from config.json beside the model, else mnist)")
     parser.add_argument("--binarize", default=None, choices=data.BINARIZATIONS, help=f"default: the run's, else {default_binarize}")
     parser.add_argument("--split", default="test", choices=("test", "validation"), help="the test split (default), or the validation images the run held out of the training set (its --validation-split; 10000 for a model without a run folder)")
     parser.add_argument("--num-examples", type=positive_int, default=None, help="use only the first N images of the split (default: all)")
+    parser.add_argument("--image-size", default=None, metavar="HxW", help="resize the images (default: the run's --image-size)")
+    parser.add_argument("--channels", type=int, default=None, choices=data.CHANNELS, help="convert the images to 1 (grey) or 3 (colour) channels (default: the run's)")
     parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory")
     parser.add_argument("--manual-dir", default=None, help="folder with the dataset's original files")
 
 
 ModelAndData = collections.namedtuple(
-    "ModelAndData", "model images labels dataset binarize split"
+    "ModelAndData", "model images labels dataset binarize split settings"
 )
 
 
@@ -293,29 +300,40 @@ def load_model_and_test_split(args, default_binarize):
     the pretrained registry), unless the flags say otherwise.
 
     Returns:
-        A `ModelAndData`: `(model, images, labels, dataset, binarize, split)`.
+        A `ModelAndData`: `(model, images, labels, dataset, binarize, split,
+        settings)`, the last the `data.DataSettings` the images were read with.
 
     Raises:
         UserError: bad flags, a bad model file, or data that cannot be had.
     """
     if args.settings.likelihood != "bernoulli":  # 8-bit pixels: never binarized
         default_binarize = "none"
-    dataset, binarize, validation_split = pretrained.data_settings(
-        args.model
-    ) or RunFolder.of_model(args.model).data_settings(default_binarize)
-    dataset = args.dataset or dataset
-    binarize = args.binarize or binarize
-    check_data_settings(dataset, binarize)
+    settings = pretrained.data_settings(args.model) or RunFolder.of_model(args.model).data_settings(default_binarize)
+    if args.dataset and args.dataset != settings.dataset:  # other data than the run's
+        settings = settings._replace(dataset=args.dataset, fingerprint=None)
+    settings = settings._replace(
+        binarize=args.binarize or settings.binarize,
+        image_size=args.image_size or settings.image_size,
+        channels=args.channels or settings.channels,
+    )
+    dataset, binarize, validation_split = settings.dataset, settings.binarize, settings.validation_split
+    check_data_settings(dataset, binarize, settings.image_size)
     if args.split == "validation" and not validation_split:
         if validation_split == 0:
             raise UserError(
                 f"{args.model}'s run held out no validation images (--validation-split 0): "
                 "its validation curve is the test split"
             )
-        validation_split = DEFAULT_VALIDATION_SPLIT
+        settings = settings._replace(validation_split=DEFAULT_VALIDATION_SPLIT)
     vae = model.load_model(args.model)
-    images, labels = data.load_split(
-        dataset, args.split, args.data_dir, args.manual_dir, args.num_examples, binarize,
-        validation_split=validation_split or 0,
-    )
-    return ModelAndData(vae, images, labels, dataset, binarize, args.split)
+    try:
+        images, labels = settings.load_split(args.split, args.data_dir, args.manual_dir, args.num_examples)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+    if images.shape[1:] != tuple(vae.image_shape):
+        have, want = ("x".join(map(str, shape)) for shape in (images.shape[1:], vae.image_shape))
+        raise UserError(
+            f"the {dataset} images are {have} (height x width x channels), the model's {want}: "
+            "give --image-size and --channels to match the model"
+        )
+    return ModelAndData(vae, images, labels, dataset, binarize, args.split, settings)

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from keras_vae import engines, likelihoods, losses
+from keras_vae import engines, likelihoods, losses, pixels
 from keras_vae.layers import DynamicBinarization, Sampling
 from keras_vae.model.config import ModelConfig
 from keras_vae.model.latents import (
@@ -151,10 +151,11 @@ class VAE(keras.Model):
     # The forward pass ------------------------------------------------------
 
     def _split_inputs(self, inputs):
-        """`(images, one-hot labels or None)` from the model's inputs."""
+        """`(images in [0, 1], one-hot labels or None)` from the model's inputs."""
         if not self.conditional:
-            return inputs, None
+            return unit_pixels(inputs), None
         images, labels = inputs
+        images = unit_pixels(images)
         labels = ops.cast(ops.reshape(labels, (-1,)), "int32")
         return images, ops.one_hot(labels, self.num_classes, dtype=images.dtype)
 
@@ -292,7 +293,8 @@ class VAE(keras.Model):
         """The posterior of the decoder's input z given each image.
 
         Args:
-            images: array `(n, *image_shape)`, pixels in [0, 1].
+            images: array `(n, *image_shape)`: uint8 levels, or pixel values
+                in [0, 1] (`keras_vae.pixels`).
             labels: integer labels `(n,)`, for a conditional VAE only.
             batch_size: images per forward pass.
 
@@ -301,7 +303,7 @@ class VAE(keras.Model):
             (or q(z|x, y)); for two layers `[z1, z2]` (`latents.TwoLayers`).
         """
         network = self.encoder if self.latent_layers == 1 else self.posterior_network()
-        inputs = self._with_labels(images, labels)
+        inputs = self._with_labels(pixels.as_unit(images), labels)
         z_mean, z_log_var = predict(network, inputs, batch_size)
         return np.asarray(z_mean), np.asarray(z_log_var)
 
@@ -385,6 +387,14 @@ class VAE(keras.Model):
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, **self.settings.as_dict()}
+
+
+def unit_pixels(images):
+    """Images in the model: uint8 levels to float32 pixel values in [0, 1]
+    (`keras_vae.pixels`), per batch; floats pass unchanged."""
+    if "int" in keras.backend.standardize_dtype(images.dtype):
+        return ops.cast(images, "float32") / (pixels.LEVELS - 1)
+    return images
 
 
 def predict(network, inputs, batch_size):

@@ -13,7 +13,7 @@ from pathlib import Path
 import keras
 import numpy as np
 
-from keras_vae import files, images
+from keras_vae import files, images, pixels
 from keras_vae.model import save_model
 from keras_vae.run.folder import epoch_filename, history_to_csv
 
@@ -75,7 +75,7 @@ class ReconstructionGrid(EpochWriter):
     """After every epoch, writes fixed images above their reconstructions.
 
     Args:
-        originals: array `(n, 28, 28, 1)` of images, e.g. one test image per
+        originals: array `(n, H, W, C)` of images (uint8 levels or in [0, 1]), e.g. one test image per
             digit.
         directory: folder for `epoch_001.png`, ...
         labels: their labels, for a conditional VAE.
@@ -85,7 +85,7 @@ class ReconstructionGrid(EpochWriter):
     def __init__(self, originals, directory, labels=None, view=None):
         super().__init__()
         self.view = view or contextlib.nullcontext
-        self.originals = np.asarray(originals, dtype="float32")
+        self.originals = pixels.as_unit(originals)
         self.directory = Path(directory)
         self.labels = labels
 
@@ -166,9 +166,11 @@ class SampleGridSummary(EpochWriter):
         if self._writer is None:
             self._writer = tf.summary.create_file_writer(str(self.log_dir / "train"))
         with Image.open(self.samples_dir / epoch_filename(epoch)) as image:
-            grid = np.asarray(image.convert("L"))
+            grid = np.asarray(image.convert("RGB" if image.mode == "RGB" else "L"))
+        if grid.ndim == 2:
+            grid = grid[..., None]
         with self._writer.as_default():
-            tf.summary.image("samples", grid[None, :, :, None], step=epoch)
+            tf.summary.image("samples", grid[None], step=epoch)
         self._writer.flush()
 
 

@@ -11,6 +11,7 @@ from keras_vae import data
 from keras_vae.errors import DamagedFileError, UserError
 from keras_vae.model.config import (
     ARCHITECTURES,
+    IMAGE_SHAPE,
     LATENT_LAYERS,
     LIKELIHOODS,
     PRIORS,
@@ -29,6 +30,12 @@ LR_SCHEDULES = ("constant", "cosine")
 # Held-out training images for binary pixels: the 10 000 of the published
 # likelihood protocols (binarized_mnist's own validation split is as large).
 DEFAULT_VALIDATION_SPLIT = 10_000
+#: A size every architecture takes (divisible by 2 ** MAX_STAGES): where only
+#: the data knows the image size, the flags are checked with it, and the
+#: architecture against the real size once the data is read.
+ANY_SIZE = (256, 256)
+#: The classes of MNIST and Fashion-MNIST.
+MNIST_CLASSES = 10
 #: The ceilings of the run's own numeric settings (the model's are
 #: `model.config.LIMITS`); they bound what a flag or a run folder can ask for.
 LIMITS = {
@@ -118,7 +125,20 @@ class TrainConfig:
         "or a pretrained name) instead of random ones; its networks must match these "
         "flags, the objective and optimizer settings may differ (Adam starts afresh)",
         metavar="MODEL")
-    dataset: str = setting("mnist", "the TFDS dataset", choices=data.DATASETS)
+    dataset: str = setting(
+        "mnist", "the images: a TFDS dataset by name (mnist, fashion_mnist, binarized_mnist, "
+        "cifar10, svhn_cropped, emnist/letters, ...), folder:PATH (a folder of images, "
+        "subfolders as classes) or npz:PATH (arrays x_train, x_test, y_train, y_test)",
+        metavar="NAME")
+    image_size: str | None = setting(
+        None, "resize every image to HxW (antialiased); default: the data's own size, "
+        "which must then be one", metavar="HxW")
+    channels: int | None = setting(
+        None, "convert the images to 1 (grey) or 3 (colour) channels; default: the data's own",
+        choices=data.CHANNELS)
+    test_split: float = setting(
+        data.DEFAULT_TEST_SPLIT, "share of the images held out as the test split where the data "
+        "has none (a folder), chosen with a fixed seed", metavar="SHARE")
     binarize: str = setting(
         "none", "none (grey levels), dynamic (a fresh Bernoulli sample every step; the "
         "likelihood protocol) or static (one fixed sample)", choices=data.BINARIZATIONS)
@@ -133,9 +153,9 @@ class TrainConfig:
         resumable=True)
     validation_split: int | None = setting(
         None, "training images held out (the last N) for the validation loss and best.keras, "
-        "so that the test split is read once, at the end; default: 10000 when the loss is a "
-        "likelihood (binary pixels, or an 8-bit likelihood), 0 for the cross-entropy on grey levels (the original design: all 60000 train, "
-        "the test split is the validation curve)", metavar="N")
+        "so that the test split is read once, at the end; default: 10000 for MNIST's datasets when "
+        "the loss is a likelihood (binary pixels, or an 8-bit likelihood), else 0 (the original design: "
+        "all 60000 train, the test split is the validation curve)", metavar="N")
     num_train: int | None = setting(None, "use only the first N training images (quick runs)")
     num_test: int | None = setting(
         None, "use only the first N test (and validation) images (quick runs)")
@@ -172,9 +192,23 @@ class TrainConfig:
             f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.metadata["model"]
         }
 
-    def model_config(self, steps_per_epoch=0):
-        """The `ModelConfig` of the `VAE` this run trains, for `steps_per_epoch` steps."""
-        return ModelConfig(**build_model_settings(self, steps_per_epoch))
+    def model_config(self, steps_per_epoch=0, image_shape=None, num_classes=None):
+        """The `ModelConfig` of the `VAE` this run trains, for `steps_per_epoch`
+        steps, on images of `image_shape` in `num_classes` classes (default:
+        what the flags say, see `image_shape`)."""
+        return ModelConfig(**build_model_settings(self, steps_per_epoch, image_shape, num_classes))
+
+    @property
+    def image_shape(self):
+        """`(height, width, channels)` of the images as the flags give them, or
+        None where only the data can tell (a dataset other than MNIST's,
+        without `--image-size` and `--channels`)."""
+        own = IMAGE_SHAPE if self.dataset in data.TRAIN_SIZES else None
+        if own is None and not (self.image_size and self.channels):
+            return None
+        own = own or (None, None, None)
+        size = data.parse_image_size(self.image_size) if self.image_size else own[:2]
+        return (*size, self.channels or own[2])
 
     @classmethod
     def resumable_settings(cls):
@@ -198,13 +232,22 @@ class TrainConfig:
         except ValueError as error:
             raise UserError(str(error)) from None
         if self.validation_split is None:
-            self.validation_split = DEFAULT_VALIDATION_SPLIT if self.is_likelihood else 0
+            protocol = self.is_likelihood and self.dataset in data.TRAIN_SIZES
+            self.validation_split = DEFAULT_VALIDATION_SPLIT if protocol else 0
         problems = []
         try:
             self.devices = str(parse_devices(self.devices))
         except UserError as error:
             problems.append(str(error))
-        problems += self.model_config().problems() + self.range_problems()
+        if self.image_size is not None:
+            try:
+                data.parse_image_size(self.image_size)
+            except ValueError as error:
+                problems.append(str(error))
+                self.image_size = None
+        # Where only the data knows the image size, it is checked once read.
+        shape = self.image_shape or (*ANY_SIZE, self.channels or 1)
+        problems += self.model_config(image_shape=shape).problems() + self.range_problems()
         if not self.kl_warmup_epochs >= 0:
             problems.append(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
         if self.likelihood != "bernoulli" and self.binary_pixels and self.binarize != "dynamic":
@@ -232,7 +275,9 @@ class TrainConfig:
             problems.append(f"jit_compile must be one of {', '.join(JIT_COMPILE)}, got {self.jit_compile!r}")
         if self.final_iw_samples < 0:
             problems.append(f"final_iw_samples must be >= 0, got {self.final_iw_samples}")
-        problems += data.setting_problems(self.dataset, self.binarize)
+        if self.channels is not None and self.channels not in data.CHANNELS:
+            problems.append(f"channels must be 1 or 3, got {self.channels}")
+        problems += data.setting_problems(self.dataset, self.binarize, self.test_split)
         if self.dataset in data.DATASETS:
             problems.append(data.check_validation_split(self.dataset, self.validation_split))
         problems = [problem for problem in problems if problem]
@@ -240,12 +285,15 @@ class TrainConfig:
             raise UserError("; ".join(problems))
 
 
-def build_model_settings(config, steps_per_epoch=0):
-    """The `VAE` settings that `config` describes, for `steps_per_epoch` training steps."""
+def build_model_settings(config, steps_per_epoch=0, image_shape=None, num_classes=None):
+    """The `VAE` settings that `config` describes, for `steps_per_epoch` training
+    steps, on images of `image_shape` in `num_classes` classes (the data's;
+    default what the flags say, else MNIST's)."""
     return dict(
         **config.model_settings(),
+        image_shape=tuple(image_shape or config.image_shape or IMAGE_SHAPE),
         dynamic_binarization=config.binarize == "dynamic",
-        num_classes=data.NUM_CLASSES if config.conditional else 0,
+        num_classes=(num_classes or MNIST_CLASSES) if config.conditional else 0,
         kl_warmup_steps=round(config.kl_warmup_epochs * steps_per_epoch),
     )
 

@@ -31,6 +31,7 @@ import socket
 from pathlib import Path
 
 from keras_vae import files, untrusted
+from keras_vae.data import DataSettings
 from keras_vae.errors import DamagedFileError, UserError
 
 # Columns of history.csv, in this order; any other logged metric follows.
@@ -200,19 +201,28 @@ class RunFolder:
         files.write_json(self.config, {"config": settings, **environment})
 
     def data_settings(self, default_binarize):
-        """`(dataset, binarize, validation_split)` of the run, for reading its data.
+        """The run's `data.DataSettings`, for reading its data again.
 
-        `("mnist", default_binarize, None)` when the folder holds no run (a
-        model file copied elsewhere, a pretrained model).
+        MNIST binarized as `default_binarize`, with the validation split
+        unknown (None), when the folder holds no run (a model file copied
+        elsewhere, a pretrained model).
         """
         settings = self.settings()
         if settings is None:
-            return "mnist", default_binarize, None
-        return (
-            settings.get("dataset", "mnist"),
-            settings.get("binarize", "none"),
-            settings["validation_split"],
-        )
+            return DataSettings(binarize=default_binarize)
+        fields = {key: settings[key] for key in DataSettings._fields if key in settings}
+        return DataSettings(**fields, fingerprint=self.data_record().get("fingerprint"))
+
+    def data_record(self):
+        """What `config.json` records of the data the run read (`data`: its
+        fingerprint, image shape and classes), or an empty dict."""
+        if not self.config.is_file():
+            return {}
+        try:
+            record = untrusted.read_json(self.config).get("data", {})
+        except (OSError, DamagedFileError, AttributeError):
+            return {}
+        return record if isinstance(record, dict) else {}
 
     def read_history(self):
         """The rows of `history.csv` as dicts (empty if absent)."""

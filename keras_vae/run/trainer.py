@@ -63,6 +63,18 @@ def environment():
     }
 
 
+def data_record(dataset):
+    """What `config.json` records of the data read (`RunFolder.data_record`)."""
+    return {
+        "fingerprint": dataset.fingerprint,
+        "image_shape": list(dataset.image_shape),
+        "num_classes": dataset.num_classes,
+        "num_train": len(dataset.x_train),
+        "num_validation": len(dataset.x_val),
+        "num_test": len(dataset.x_test),
+    }
+
+
 def one_per_class(labels, num_classes=10):
     """Index of the first example of each class, e.g. one test digit each.
 
@@ -72,9 +84,10 @@ def one_per_class(labels, num_classes=10):
     return found or list(range(min(num_classes, len(labels))))
 
 
-def build_model(config, steps_per_epoch):
-    """The `VAE` that `config` describes, for `steps_per_epoch` training steps."""
-    return VAE(**build_model_settings(config, steps_per_epoch))
+def build_model(config, steps_per_epoch, dataset):
+    """The `VAE` that `config` describes, for `steps_per_epoch` training steps
+    on the images and classes of `dataset`."""
+    return VAE(**build_model_settings(config, steps_per_epoch, dataset.image_shape, dataset.num_classes))
 
 
 def load_initial_model(source):
@@ -284,8 +297,35 @@ def check_and_load(config, run, topology, restart=False):
         config.dataset, data_dir=config.data_dir, manual_dir=config.manual_dir,
         num_train=config.num_train, num_test=config.num_test, binarization=config.binarize,
         validation_split=config.validation_split, num_validation=config.num_test,
+        image_size=data.parse_image_size(config.image_size) if config.image_size else None,
+        channels=config.channels, test_split=config.test_split,
     )
+    check_data(config, run, dataset, restart)
     return initial, dataset
+
+
+def check_data(config, run, dataset, restart=False):
+    """Refuses data the run cannot train on: no labels for `--conditional`,
+    a size the architecture cannot take, or (resuming) other data than the
+    run read before.
+
+    Raises:
+        UserError: one line, before the run folder is written.
+    """
+    if config.conditional and not dataset.num_classes:
+        raise UserError(f"--conditional needs labels, and {config.dataset} has none")
+    try:
+        config.model_config(image_shape=dataset.image_shape, num_classes=dataset.num_classes).check()
+    except ValueError as error:
+        size = "x".join(map(str, dataset.image_shape))
+        raise UserError(f"{config.dataset} images are {size} (height x width x channels): {error}") from None
+    recorded = run.data_record().get("fingerprint")
+    if recorded and recorded != dataset.fingerprint and run.has_progress() and not restart:
+        raise UserError(
+            f"{config.dataset} is not the data {run.path} trained on ({dataset.fingerprint}, the run's "
+            f"{recorded}): its files changed since, so the splits would differ; restore them, or "
+            "start over with --restart"
+        )
 
 
 def prepare(config, run, dataset, topology, initial=None):
@@ -296,12 +336,12 @@ def prepare(config, run, dataset, topology, initial=None):
     """
     # Resuming: the newest intact checkpoint (refused here if none is).
     done, _, passed_over = RunCheckpoint(run.backup).resume_point(
-        config.model_config().weight_shapes()
+        config.model_config(image_shape=dataset.image_shape, num_classes=dataset.num_classes).weight_shapes()
     )
     batch_size = topology.check_batch_size(config.batch_size)  # this process's share
     steps_per_epoch = math.ceil(len(topology.shard(dataset.x_train)) / batch_size)
     with dtype_policy(config.dtype_policy), topology.scope():
-        model = build_model(config, steps_per_epoch)
+        model = build_model(config, steps_per_epoch, dataset)
         if initial is not None:  # a resumed run's checkpoint replaces these
             copy_trained_weights(model, initial, config.init_from)
         model.compile(  # wraps Adam in a LossScaleOptimizer under mixed_float16
@@ -312,7 +352,8 @@ def prepare(config, run, dataset, topology, initial=None):
     if topology.chief:
         files.remove_stale_temporaries(run.path)  # from a run killed mid-write
         run.write_config(
-            dataclasses.asdict(config), {**environment(), "topology": topology.as_dict()}
+            dataclasses.asdict(config),
+            {**environment(), "topology": topology.as_dict(), "data": data_record(dataset)},
         )
     # Keep what the committed epochs wrote, redo the rest.
     rows = [row for row in run.read_history() if row["epoch"] <= done]
