@@ -339,6 +339,33 @@ def test_resume_checks_the_settings_it_may_change(tmp_path):
     )
 
 
+@pytest.mark.any_backend  # flags: no engine in what it checks
+def test_resume_takes_the_resumable_flags_given_even_at_their_defaults(tmp_path):
+    import dataclasses
+
+    from keras_vae.cli import parsers
+    from keras_vae.run.config import TrainConfig
+    from keras_vae.run.folder import RunFolder
+
+    run = RunFolder(tmp_path / "run")
+    run.path.mkdir()
+    saved = TrainConfig(epochs=1, final_iw_samples=5000, jit_compile="false", tensorboard=True)
+    run.write_config(dataclasses.asdict(saved), {"backend": "jax"})
+    parser = parsers.train_parser("train.py")
+
+    def resumed(*flags):
+        args = parser.parse_args(["--resume", str(run.path), *flags])
+        parsers.check_train(args)
+        return args.config
+
+    # Given, a resumable setting is taken also at its default value...
+    config = resumed("--final-iw-samples", "0", "--jit-compile", "auto", "--epochs", "7")
+    assert (config.final_iw_samples, config.jit_compile) == (0, "auto")
+    assert config.epochs == 1  # ...and a setting that is not resumable stays the run's
+    # Not given, the run's own.
+    assert (resumed().final_iw_samples, resumed().tensorboard) == (5000, True)
+
+
 # One process per run folder --------------------------------------------------
 
 

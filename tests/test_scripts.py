@@ -235,7 +235,7 @@ def test_train_offline_without_data_says_how_to_provide_it(tmp_path):
         (["--batch-size", "-1"], "batch_size must be > 0"),
         (["--latent-dim", "0"], "latent_dim must be > 0"),
         (["--learning-rate", "0"], "learning_rate must be > 0"),
-        (["--dataset", "cifar"], "invalid choice: 'cifar'"),
+        (["--dataset", "CIFAR 10"], "unknown dataset 'CIFAR 10'"),
         (["--binarize", "sometimes"], "invalid choice: 'sometimes'"),
         (["--iw-samples", "5", "--free-bits", "0.5"], "free bits apply to the VAE objective"),
         (["--validation-split", "60000"], "leaves no training image"),

@@ -131,21 +131,44 @@ def _flag_type(field):
     return parse_int_list if kind is tuple else kind
 
 
+class _Given(argparse.Action):
+    """Stores a flag's value and notes that the command line gave it, in
+    `namespace.given` (`given_flags`): a resumed run takes the resumable
+    settings given, also where they equal the default."""
+
+    def __init__(self, *args, switch=False, **kwargs):
+        self.switch = switch
+        if switch:
+            kwargs.update(nargs=0, default=False)
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, True if self.switch else values)
+        given_flags(namespace).add(self.dest)
+
+
+def given_flags(args):
+    """The names of the config fields the command line gave (`add_config_flags`)."""
+    if not hasattr(args, "given"):
+        args.given = set()
+    return args.given
+
+
 def add_config_flags(parser, config_class):
     """Adds one flag per field of a settings dataclass (e.g. `TrainConfig`).
 
     The field `latent_dim` becomes `--latent-dim`, with the field's default,
     and the help text and choices of its metadata (`run.config.setting`); a bool
-    field becomes a switch.
+    field becomes a switch. Which flags were given is kept (`given_flags`).
     """
     for field in dataclasses.fields(config_class):
         flag = flag_name(field.name)
         meta = field.metadata
         if field.type is bool:
-            parser.add_argument(flag, action="store_true", help=meta["help"])
+            parser.add_argument(flag, action=_Given, switch=True, help=meta["help"])
             continue
         parser.add_argument(
-            flag, type=_flag_type(field), default=field.default, choices=meta["choices"],
+            flag, action=_Given, type=_flag_type(field), default=field.default, choices=meta["choices"],
             metavar=meta["metavar"], help=meta["help"],
         )
 

@@ -30,7 +30,7 @@ def train_parser(prog):
     )
     flags.add_config_flags(parser, TrainConfig)
     parser.add_argument("--output-dir", default=None, help="run folder (default: runs/<timestamp>-<backend>); an unfinished run there is resumed")
-    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR with its saved settings (other flags but --data-dir, --manual-dir, --jit-compile, --steps-per-execution, --devices and --tensorboard are ignored)")
+    parser.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue the interrupted run in RUN_DIR with its saved settings (other flags but --data-dir, --manual-dir, --jit-compile, --steps-per-execution, --devices, --tensorboard and --final-iw-samples are ignored)")
     parser.add_argument("--restart", action="store_true", help="start the unfinished run in --output-dir (or --resume RUN_DIR) over from epoch 0: its checkpoint, history and pictures are deleted first (for a run whose checkpoint is damaged; a finished run is never deleted)")
     parser.add_argument("--verbose", type=int, choices=(0, 1, 2), default=None, help="Keras progress: 0 silent, 1 progress bar, 2 one line per epoch (default: 1 in a terminal, 2 when the output goes to a file)")
     flags.add_process_flags(parser)
@@ -47,11 +47,10 @@ def check_train(args):
         args.run = RunFolder(args.resume).check_is_folder()
         # The run's own settings, but for the resumable ones given as flags
         # (where the data is, speed, logging); replace() checks them again.
-        defaults = TrainConfig()
         changes = {
             name: getattr(args, name)
             for name in TrainConfig.resumable_settings()
-            if getattr(args, name) != getattr(defaults, name)
+            if name in flags.given_flags(args)
         }
         args.config = dataclasses.replace(saved_config(args.run), **changes)
     else:

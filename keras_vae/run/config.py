@@ -144,7 +144,7 @@ class TrainConfig:
         "likelihood protocol) or static (one fixed sample)", choices=data.BINARIZATIONS)
     final_iw_samples: int = setting(
         0, "at the end, estimate the test log-likelihood with K importance samples "
-        "(0: skip; 5000 is the literature's standard)")
+        "(0: skip; 5000 is the literature's standard)", resumable=True)
     data_dir: str | None = setting(
         None, "prepared TFDS data directory (default: $TFDS_DATA_DIR, else "
         "~/tensorflow_datasets)", resumable=True)
