@@ -39,6 +39,8 @@ def main(args, prog):
         f"KL {metrics['test_kl_loss']:.2f}); "
         f"{metrics['seconds_per_epoch']:.1f} s/epoch; outputs in {args.run.path}"
     )
+    if metrics["likelihood"] != "bernoulli":  # 8-bit pixels: the literature's unit
+        print(f"{prog}: test -ELBO {metrics['test_neg_elbo_bits_per_dim']:.4f} bits/dim ({metrics['likelihood']} likelihood)")
     if "test_iw_nll" in metrics:
         print(
             f"{prog}: test IWAE NLL {metrics['test_iw_nll']:.2f} nats "

@@ -126,7 +126,8 @@ class Explorer:
 
         Args:
             image: array `image_shape` in [0, 1] (grey levels; a binary
-                model sees it thresholded at 1/2).
+                model sees it thresholded at 1/2), or `(H, W)` grey levels,
+                repeated over a colour model's channels.
             label: its class, for a conditional model.
             seed: seed of the importance samples.
 
@@ -136,7 +137,11 @@ class Explorer:
             in nats and `bits_per_dim`, and `rank`: the share of the test
             images with a lower -log p(x).
         """
-        x = np.asarray(image, dtype="float32").reshape(1, *self.model.image_shape)
+        x = np.asarray(image, dtype="float32")
+        channels = self.model.image_shape[-1]
+        if x.ndim == 2 or x.shape[-1] != channels:  # a grey drawing, for a colour model
+            x = np.repeat(x.reshape(*self.model.image_shape[:2], 1), channels, axis=-1)
+        x = x.reshape(1, *self.model.image_shape)
         if self.binary:
             x = (x > 0.5).astype("float32")
         labels = self._labels(label, 1)

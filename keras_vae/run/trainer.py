@@ -469,6 +469,11 @@ def test_metrics(model, session):
         "num_train": len(session.topology.even(dataset.x_train)),
         "num_validation": len(dataset.x_val),
         "num_test": len(dataset.x_test),
+        "image_shape": list(model.image_shape),
+        "likelihood": model.likelihood,
+        "is_likelihood": config.is_likelihood,
+        # The -ELBO per pixel and channel; a bound on -log p(x) where the loss is a likelihood.
+        "test_neg_elbo_bits_per_dim": evaluation.bits_per_dim(test["neg_elbo"], model.image_shape),
     }
     if config.final_iw_samples:
         likelihood = evaluation.evaluate_likelihood(
