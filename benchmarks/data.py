@@ -2,6 +2,7 @@
 
     python benchmarks/data.py [--backends tensorflow,jax,torch] [--images 50000]
                               [--epochs 3] [--mnist-epochs 4]
+    python benchmarks/data.py --write-folder DIR [--images 5000]
 
 Writes synthetic sets of `--images` images (28x28x1, 32x32x3, 64x64x3:
 smooth random blobs, 8-bit) as `.npz` files in a temporary folder, and on each
@@ -79,7 +80,19 @@ def parse_args(argv=None):
     parser.add_argument("--epochs", type=int, default=3, help="epochs per synthetic set, the first a warm-up")
     parser.add_argument("--mnist-epochs", type=int, default=4, help="epochs of the uint8/float32 comparison (0: skip)")
     parser.add_argument("--output", default=str(HERE / "DATA.md"))
+    parser.add_argument("--write-folder", default=None, metavar="DIR", help="instead: write --images synthetic 32x32 colour images as PNG files into DIR (a folder to try --dataset folder: on), and stop")
     return parser.parse_args(argv)
+
+
+def write_folder(folder, count):
+    """`count` synthetic 32x32 colour images as PNG files in `folder`."""
+    from PIL import Image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for index, picture in enumerate(synthetic((32, 32, 3), count)):
+        Image.fromarray(picture).save(folder / f"{index:05d}.png")
+    print(f"wrote {count} images to {folder}")
 
 
 def synthetic(shape, count, seed=0):
@@ -123,6 +136,8 @@ def mib(nbytes):
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.write_folder:
+        return write_folder(args.write_folder, args.images)
     backends = args.backends.split(",")
     rows, comparison = [], []
     with tempfile.TemporaryDirectory() as folder:

@@ -81,3 +81,11 @@ def test_conditional_networks_take_the_label(tmp_path):
         np.asarray(export.serving_decoder(model).predict([z, labels], verbose=0)),
         model.decode(z, labels=[1, 2, 3, 4]), atol=1e-6,
     )
+
+
+def test_the_served_decoder_gives_an_8_bit_likelihoods_mean(tmp_path):
+    model = VAE(latent_dim=2, hidden_dim=8, likelihood="logistic-mixture", mixture_components=2, image_shape=(4, 4, 3))
+    decoder = export.serving_decoder(model)
+    assert decoder.output.name.startswith("mean") or decoder.layers[-1].name == "mean"
+    z = np.random.default_rng(0).standard_normal((3, 2)).astype("float32")
+    np.testing.assert_allclose(np.asarray(decoder.predict(z, verbose=0)), model.decode(z), atol=1e-6)

@@ -264,26 +264,9 @@ class VAE(keras.Model):
     # Using a trained model -------------------------------------------------
 
     def one_hot(self, labels, count):
-        """One-hot float32 labels for `count` examples, or None if unconditional.
-
-        Raises:
-            ValueError: a conditional model without labels, an unconditional
-                one with labels, or labels out of range.
-        """
-        if not self.conditional:
-            if labels is not None:
-                raise ValueError("this model is not conditional: it takes no labels")
-            return None
-        if labels is None:
-            raise ValueError(
-                f"this model is a conditional VAE: give labels in [0, {self.num_classes})"
-            )
-        labels = np.broadcast_to(np.asarray(labels, dtype="int64"), (count,))
-        if labels.min() < 0 or labels.max() >= self.num_classes:
-            raise ValueError(
-                f"labels must lie in [0, {self.num_classes}), got {labels.min()}..{labels.max()}"
-            )
-        return np.eye(self.num_classes, dtype="float32")[labels]
+        """One-hot float32 labels for `count` examples, or None if unconditional
+        (`one_hot_labels`)."""
+        return one_hot_labels(labels, count, self.num_classes)
 
     def _with_labels(self, inputs, labels):
         condition = self.one_hot(labels, len(inputs))
@@ -387,6 +370,26 @@ class VAE(keras.Model):
 
     def get_config(self):
         return {"name": self.name, "trainable": self.trainable, **self.settings.as_dict()}
+
+
+def one_hot_labels(labels, count, num_classes):
+    """One-hot float32 labels for `count` examples of a model of `num_classes`
+    classes (0: unconditional, which takes None).
+
+    Raises:
+        ValueError: a conditional model without labels, an unconditional
+            one with labels, or labels out of range.
+    """
+    if not num_classes:
+        if labels is not None:
+            raise ValueError("this model is not conditional: it takes no labels")
+        return None
+    if labels is None:
+        raise ValueError(f"this model is a conditional VAE: give labels in [0, {num_classes})")
+    labels = np.broadcast_to(np.asarray(labels, dtype="int64"), (count,))
+    if labels.min() < 0 or labels.max() >= num_classes:
+        raise ValueError(f"labels must lie in [0, {num_classes}), got {labels.min()}..{labels.max()}")
+    return np.eye(num_classes, dtype="float32")[labels]
 
 
 def unit_pixels(images):

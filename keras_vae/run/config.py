@@ -239,25 +239,12 @@ class TrainConfig:
             self.devices = str(parse_devices(self.devices))
         except UserError as error:
             problems.append(str(error))
-        if self.image_size is not None:
-            try:
-                data.parse_image_size(self.image_size)
-            except ValueError as error:
-                problems.append(str(error))
-                self.image_size = None
+        problems += self.data_problems()
         # Where only the data knows the image size, it is checked once read.
         shape = self.image_shape or (*ANY_SIZE, self.channels or 1)
         problems += self.model_config(image_shape=shape).problems() + self.range_problems()
         if not self.kl_warmup_epochs >= 0:
             problems.append(f"kl_warmup_epochs must be >= 0, got {self.kl_warmup_epochs}")
-        if self.likelihood != "bernoulli" and self.binary_pixels and self.binarize != "dynamic":
-            problems.append(
-                f"the {self.likelihood} likelihood is of 8-bit pixels: it cannot model "
-                f"binarized images ({self.dataset}, binarize {self.binarize}); use "
-                "--likelihood bernoulli"
-            )
-        if self.conditional and self.dataset == "binarized_mnist":
-            problems.append("binarized_mnist has no labels, so it cannot train a conditional VAE")
         for name in ("epochs", "batch_size"):
             if getattr(self, name) <= 0:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
@@ -275,14 +262,33 @@ class TrainConfig:
             problems.append(f"jit_compile must be one of {', '.join(JIT_COMPILE)}, got {self.jit_compile!r}")
         if self.final_iw_samples < 0:
             problems.append(f"final_iw_samples must be >= 0, got {self.final_iw_samples}")
-        if self.channels is not None and self.channels not in data.CHANNELS:
-            problems.append(f"channels must be 1 or 3, got {self.channels}")
-        problems += data.setting_problems(self.dataset, self.binarize, self.test_split)
-        if self.dataset in data.DATASETS:
-            problems.append(data.check_validation_split(self.dataset, self.validation_split))
         problems = [problem for problem in problems if problem]
         if problems:
             raise UserError("; ".join(problems))
+
+    def data_problems(self):
+        """The problems of the data settings, seen without reading the data
+        (an `--image-size` that does not parse is dropped after its message)."""
+        problems = data.setting_problems(self.dataset, self.binarize, self.test_split)
+        if self.image_size is not None:
+            try:
+                data.parse_image_size(self.image_size)
+            except ValueError as error:
+                problems.append(str(error))
+                self.image_size = None
+        if self.channels is not None and self.channels not in data.CHANNELS:
+            problems.append(f"channels must be 1 or 3, got {self.channels}")
+        if self.dataset in data.DATASETS:
+            problems.append(data.check_validation_split(self.dataset, self.validation_split))
+        if self.likelihood != "bernoulli" and self.binary_pixels and self.binarize != "dynamic":
+            problems.append(
+                f"the {self.likelihood} likelihood is of 8-bit pixels: it cannot model "
+                f"binarized images ({self.dataset}, binarize {self.binarize}); use "
+                "--likelihood bernoulli"
+            )
+        if self.conditional and self.dataset == "binarized_mnist":
+            problems.append("binarized_mnist has no labels, so it cannot train a conditional VAE")
+        return problems
 
 
 def build_model_settings(config, steps_per_epoch=0, image_shape=None, num_classes=None):
