@@ -2,6 +2,7 @@
 and at any size, through training, resuming, evaluating, generating and the
 pictures; and every way to get them wrong, each one line."""
 
+import io
 import json
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 import numpy as np
 import pytest
 from PIL import Image
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import ROOT, SCRIPTS, error_lines, one_error_line, run_here
 from keras_vae import data
@@ -51,7 +53,7 @@ def committed_epoch(folder):
 COLOUR_RUN = (
     "--image-size", "8x8", "--channels", "3", "--likelihood", "logistic-mixture",
     "--mixture-components", "2", "--conditional", "--latent-dim", "4", "--hidden-dim", "32",
-    "--batch-size", "8", "--validation-split", "8", "--seed", "3",
+    "--batch-size", "8", "--validation-split", "8", "--seed", "3", "--tensorboard",
 )
 
 
@@ -81,6 +83,11 @@ def test_a_folder_of_grey_and_colour_pngs_trains_resumes_evaluates_generates_and
     assert recorded["data"]["num_test"] == 5 and recorded["data"]["fingerprint"].startswith("folder:48:")
     with Image.open(folder / "samples" / "epoch_008.png") as grid:
         assert grid.mode == "RGB"
+    events = EventAccumulator(str(folder / "logs" / "train"), size_guidance={"tensors": 0})
+    events.Reload()
+    logged = events.Tensors("samples")[-1].tensor_proto  # [width, height, PNG]
+    with Image.open(io.BytesIO(logged.string_val[2])) as picture:
+        assert picture.mode == "RGB"  # the grid in colour
 
     model = folder / "model.keras"
     evaluated = run_here("evaluate.py", model, "--iw-samples", "4")
