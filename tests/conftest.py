@@ -6,7 +6,9 @@ command runs it once per backend.
 
 import contextlib
 import io
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -214,3 +216,26 @@ def gradient(function, value):
     tensor = torch.tensor(value, requires_grad=True)
     ops.sum(function(tensor)).backward()
     return tensor.grad.numpy()
+
+
+def committed_epoch(folder):
+    """The last epoch a run folder's checkpoint committed (0: none)."""
+    try:
+        return json.loads((Path(folder) / "backup" / "training_metadata.json").read_text())["epoch"]
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
+def kill_after_epoch(command, folder, epoch, timeout=300):
+    """Starts `command` (a training run into `folder`), kills it with SIGKILL
+    once it committed `epoch`, and returns the epoch it had committed."""
+    process = subprocess.Popen(
+        command, cwd=ROOT, env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + timeout
+    while committed_epoch(folder) < epoch and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    return committed_epoch(folder)

@@ -60,7 +60,7 @@ def test_manual_dir_prepares_the_data_from_the_original_files(tmp_path, monkeypa
     # TFDS checks each file against the sha256 of the published one; these
     # files are this test's own, so only that comparison is switched off.
     monkeypatch.setattr(DownloadManager, "_register_or_validate_checksums", lambda *a, **k: None)
-    monkeypatch.setattr(data, "_network_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(data.tfds, "_network_reachable", lambda timeout=3.0: False)
     dataset = data.load_dataset(
         "mnist", data_dir=tmp_path / "tfds", manual_dir=tmp_path / "files", num_train=500, num_test=500
     )
@@ -78,7 +78,7 @@ def test_manual_dir_without_the_files_names_them(tmp_path):
 
 
 def test_missing_data_offline_is_reported_at_once(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "_network_reachable", lambda timeout=3.0: False)
+    monkeypatch.setattr(data.tfds, "_network_reachable", lambda timeout=3.0: False)
     with pytest.raises(DataUnavailableError, match="--manual-dir"):
         data.load_dataset("mnist", data_dir=tmp_path)
 

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, SCRIPTS, one_error_line, run_python
+from conftest import ROOT, SCRIPTS, committed_epoch, one_error_line, run_python
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE
 from keras_vae.run import folder as run_folder
@@ -215,13 +215,6 @@ TINY_RUN = [
     "--num-train", "2001", "--num-test", "101", "--hidden-dim", "32",
     "--latent-dim", "4", "--verbose", "0", "--devices", "2",
 ]
-
-
-def committed_epoch(folder):
-    try:
-        return json.loads((folder / "backup" / "training_metadata.json").read_text())["epoch"]
-    except (OSError, ValueError, KeyError):
-        return 0
 
 
 def kill_tree(pid):

@@ -52,7 +52,11 @@ def test_every_command_parses_as_written(where, line):
     args = words[words.index(f"scripts/{name}.py") + 1 :] if match.group(1) else words[2:]
     args = [a for a in args if a not in ("&&",)]
     if "<" in line:  # a placeholder such as runs/<run>: parse the flags only
-        args = [a if "<" not in a else "runs/x/model.keras" for a in args]
+        stand_ins = {"folder:": "folder:docs", "npz:": "npz:README.md"}  # a folder, a file
+        args = [
+            a if "<" not in a else next((v for k, v in stand_ins.items() if a.startswith(k)), "runs/x/model.keras")
+            for a in args
+        ]
     parser = parsers.COMMANDS[name][1](f"{name}.py")
     if "--help" in args:
         with pytest.raises(SystemExit) as done:

@@ -4,17 +4,14 @@ pictures; and every way to get them wrong, each one line."""
 
 import io
 import json
-import signal
-import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
 from PIL import Image
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import ROOT, SCRIPTS, error_lines, one_error_line, run_here
+from conftest import SCRIPTS, error_lines, kill_after_epoch, one_error_line, run_here
 from keras_vae import data
 from keras_vae.data import tfds as tfds_source
 from keras_vae.errors import DataError
@@ -43,13 +40,6 @@ def write_folder(root, count=24, sizes=(12, 16), seed=0):
     return root
 
 
-def committed_epoch(folder):
-    try:
-        return json.loads((folder / "backup" / "training_metadata.json").read_text())["epoch"]
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
 COLOUR_RUN = (
     "--image-size", "8x8", "--channels", "3", "--likelihood", "logistic-mixture",
     "--mixture-components", "2", "--conditional", "--latent-dim", "4", "--hidden-dim", "32",
@@ -63,16 +53,7 @@ def test_a_folder_of_grey_and_colour_pngs_trains_resumes_evaluates_generates_and
     folder = tmp_path / "run"
     args = ["--dataset", f"folder:{images}", "--epochs", "8", "--output-dir", folder, *COLOUR_RUN]
     # Killed once the first epoch is committed, then resumed.
-    process = subprocess.Popen(
-        [sys.executable, SCRIPTS / "train.py", *args], cwd=ROOT,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 300
-    while committed_epoch(folder) < 1 and process.poll() is None and time.time() < deadline:
-        time.sleep(0.02)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_at = committed_epoch(folder)
+    killed_at = kill_after_epoch([sys.executable, SCRIPTS / "train.py", *args], folder, 1)
     assert 1 <= killed_at < 8, "the run must be killed after epoch 1, before the end"
     result = run_here("train.py", *args)
     assert result.returncode == 0, result.stderr[-3000:]

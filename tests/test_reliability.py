@@ -3,17 +3,15 @@
 import json
 import math
 import os
-import signal
 import subprocess
 import sys
-import time
 import zipfile
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, SCRIPTS, one_error_line, run_script
+from conftest import SCRIPTS, kill_after_epoch, one_error_line, run_script
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE, backend as vae_backend, files
 from keras_vae.run import callbacks, folder as run_folder
@@ -28,27 +26,11 @@ TINY_RUN = [
 # Resume ----------------------------------------------------------------------
 
 
-def committed_epoch(folder):
-    try:
-        return json.loads((folder / "backup" / "training_metadata.json").read_text())["epoch"]
-    except (OSError, ValueError, KeyError):
-        return 0
-
-
 @pytest.mark.slow
 def test_killed_run_resumes_without_duplicates_or_gaps(tmp_path):
     folder = tmp_path / "run"
     command = [sys.executable, SCRIPTS / "train.py", "--epochs", "5", "--output-dir", folder, *TINY_RUN]
-    process = subprocess.Popen(
-        command, cwd=ROOT, env={**os.environ, "KERAS_BACKEND": keras.backend.backend()},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 300
-    while committed_epoch(folder) < 2 and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    process.wait()
-    killed_at = committed_epoch(folder)
+    killed_at = kill_after_epoch(command, folder, 2)
     assert 2 <= killed_at < 5, "the run must be killed after epoch 2, before the end"
     assert not (folder / "model.keras").exists()
 

@@ -52,7 +52,6 @@ from keras_vae.data.tfds import (
     BINARY_DATASETS,
     MANUAL_FILES,
     TfdsSource,
-    _network_reachable,  # noqa: F401 (tests switch the network off here)
     ensure_prepared,
     resolve_data_dir,
 )

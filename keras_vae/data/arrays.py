@@ -6,25 +6,17 @@ and `y_test` (both or neither; classes 0..K-1). The file is read without
 pickles (`allow_pickle=False`), so a crafted file cannot run code.
 """
 
-import hashlib
 import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from keras_vae.data import transform
+from keras_vae.files import sha256
 from keras_vae.errors import DataError
 
 REQUIRED = ("x_train", "x_test")
 LABELS = ("y_train", "y_test")
-
-
-def _sha256(path):
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _load(path):
@@ -77,7 +69,7 @@ class ArraysSource:
         else:
             self._labels = {split: np.full(len(x), -1, dtype="int64") for split, x in self._images.items()}
             self.num_classes = 0
-        self.fingerprint = f"npz:{_sha256(path)[:16]}"
+        self.fingerprint = f"npz:{sha256(path)[:16]}"
 
     def sizes(self):
         return {split: len(images) for split, images in self._images.items()}
