@@ -18,6 +18,7 @@ from PIL import Image
 
 from keras_vae import UserError, VAE, cli, data, evaluation, latent_space, load_pretrained, pretrained
 from keras_vae.explore import canvas
+from keras_vae.pixels import as_unit
 from keras_vae.explore.cache import cached_arrays
 from keras_vae.explore.explorer import (
     IW_SAMPLES, MAX_SLIDERS, NEAREST, TEST_IMAGES, Explorer, posterior_means, likelihoods_of,
@@ -32,7 +33,7 @@ SMALL = {  # untrained: the views only need the model's functions
 def explorer_of(model, mnist_subset, binary=True):
     images, labels = mnist_subset.x_test[:300], mnist_subset.y_test[:300]
     z_means = posterior_means(model, images, labels)
-    test_nll = likelihoods_of(model, (images[:40] > 0.5).astype("float32"), labels[:40])
+    test_nll = likelihoods_of(model, (as_unit(images[:40]) > 0.5).astype("float32"), labels[:40])
     return Explorer(model, images, labels, z_means, test_nll, binary)
 
 
@@ -99,7 +100,7 @@ def test_a_drawing_gets_the_evaluators_numbers(explorer, mnist_subset):
     label = int(mnist_subset.y_test[0]) if model.conditional else None
     labels = None if label is None else np.array([label])
     result = explorer.drawing(mnist_subset.x_test[0], label)
-    binary = (mnist_subset.x_test[:1] > 0.5).astype("float32")
+    binary = (as_unit(mnist_subset.x_test[:1]) > 0.5).astype("float32")
     np.testing.assert_array_equal(result["input"], binary[0])
     mean, log_var = model.encode(binary, labels)
     np.testing.assert_allclose(result["mean"], mean[0], atol=1e-6)
@@ -321,6 +322,25 @@ def test_the_page_and_what_it_is_told(app_client):
     assert len(info["map"]["points"]) == len(info["map"]["labels"]) == 300
     assert info["sliders"]["names"] == ["z[0]", "z[1]"] and not info["sliders"]["principal"]
     assert len(info["test"]["nll"]) == 40 and info["test"]["iw_samples"] == IW_SAMPLES
+    assert info["binary"] and info["likelihood"]  # binary pixels: -log p(x) is a likelihood
+
+
+@pytest.mark.any_backend
+def test_an_8_bit_colour_model_is_explored_as_a_likelihood():
+    from keras_vae.explore.server import info
+
+    images = np.random.default_rng(0).integers(0, 256, (60, 8, 8, 3), dtype=np.uint8)
+    labels = np.full(60, -1)
+    model = VAE(latent_dim=2, hidden_dim=8, likelihood="logistic", image_shape=(8, 8, 3), seed=0)
+    test_nll = likelihoods_of(model, images[:10], labels[:10])
+    explorer = Explorer(model, images, labels, posterior_means(model, images, labels), test_nll, False)
+    told = info(explorer, "colour")
+    assert told["likelihood"] and not told["binary"] and told["image_shape"] == [8, 8, 3]
+    drawn = explorer.drawing(np.full((8, 8), 0.5, dtype="float32"))  # grey, over the three channels
+    assert drawn["input"].shape == (8, 8, 3) and np.isfinite(drawn["nll"]) and drawn["reconstruction"].shape == (8, 8, 3)
+    bernoulli = VAE(latent_dim=2, hidden_dim=8, image_shape=(8, 8, 3), seed=0)
+    grey = Explorer(bernoulli, images, labels, posterior_means(bernoulli, images, labels), test_nll, False)
+    assert not info(grey, "grey")["likelihood"]  # the cross-entropy on grey levels
 
 
 @pytest.mark.any_backend

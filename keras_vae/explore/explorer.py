@@ -21,7 +21,7 @@ a file (`Explorer.load`), keyed by the model file's hash and the data.
 
 import numpy as np
 
-from keras_vae import evaluation, latent_space
+from keras_vae import evaluation, latent_space, pixels
 
 #: Sliders at most: one per latent dim up to this, else principal directions.
 MAX_SLIDERS = 16
@@ -137,7 +137,7 @@ class Explorer:
             in nats and `bits_per_dim`, and `rank`: the share of the test
             images with a lower -log p(x).
         """
-        x = np.asarray(image, dtype="float32")
+        x = pixels.as_unit(image)
         channels = self.model.image_shape[-1]
         if x.ndim == 2 or x.shape[-1] != channels:  # a grey drawing, for a colour model
             x = np.repeat(x.reshape(*self.model.image_shape[:2], 1), channels, axis=-1)

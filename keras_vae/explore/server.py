@@ -23,6 +23,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from pydantic import BaseModel, Field
 
 from keras_vae import images
+from keras_vae.model.config import is_likelihood
 from keras_vae.errors import UserError
 from keras_vae.explore import canvas
 from keras_vae.explore.explorer import IW_SAMPLES, MAX_SLIDERS, MAX_STEPS
@@ -104,6 +105,8 @@ def info(explorer, title):
         "conditional": model.conditional,
         "num_classes": model.num_classes if model.conditional else 0,
         "binary": explorer.binary,
+        # Whether -log p(x) is a likelihood (binary pixels, or an 8-bit likelihood).
+        "likelihood": is_likelihood(model.likelihood, explorer.binary),
         "sliders": {"names": names, "offset": _rounded(offset, 6), "principal": explorer.principal},
         "map": {
             "points": _rounded(explorer.points, 3),
