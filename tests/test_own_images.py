@@ -110,6 +110,10 @@ def test_npz_arrays_train_resized_evaluate_and_generate(tmp_path):
     assert evaluated.returncode == 0 and "8-bit pixels, logistic likelihood" in evaluated.stdout
     generated = run_here("generate.py", folder / "model.keras", "--num", "6", "--output", tmp_path / "g.png", "--npy", tmp_path / "g.npy")
     assert generated.returncode == 0 and np.load(tmp_path / "g.npy").shape == (6, 8, 8, 3)
+    shown = run_here("visualize.py", folder / "model.keras", "--output-dir", tmp_path / "figures")
+    assert shown.returncode == 0, shown.stderr
+    with Image.open(tmp_path / "figures" / "interpolation.png") as picture:
+        assert picture.size[0] > 100  # drawn, from the 12 test images
 
 
 @pytest.mark.any_backend
