@@ -71,6 +71,16 @@ def too_many(requested, present, kind):
     )
 
 
+def all_on_cpus(topology):
+    """What `--devices all` chose on a machine without accelerators, in a line."""
+    plural = "s" if topology.devices != 1 else ""
+    return (
+        f"--devices all found no accelerator, so it trains on {topology.devices} CPU device{plural}; "
+        "--devices N gives N virtual CPU devices (TensorFlow, JAX) or takes the N processes "
+        "torchrun started (torch), to try a parallel run"
+    )
+
+
 def too_late(requested, present, engine):
     """The `UserError` for a device count asked for after the engine started
     with fewer devices (virtual CPU devices are made before anything runs)."""
@@ -129,6 +139,7 @@ class Topology:
     group: Processes = None
     callbacks: object = list
     spans_devices: bool = False
+    note: str = ""  # a word on how the devices were chosen, for the log
 
     @property
     def chief(self):
@@ -143,10 +154,11 @@ class Topology:
     def describe(self):
         """Where it computes, for the log: `cpu:0`, or `data parallel over 2
         devices (cpu:0, cpu:1)`."""
+        note = f"; {self.note}" if self.note else ""
         if not self.parallel:
-            return ", ".join(self.names) or "one device"
+            return (", ".join(self.names) or "one device") + note
         processes = f", {self.processes} processes" if self.processes > 1 else ""
-        return f"data parallel over {self.devices} devices ({', '.join(self.names)}){processes}"
+        return f"data parallel over {self.devices} devices ({', '.join(self.names)}){processes}{note}"
 
     def as_dict(self):
         """The topology for `config.json`."""

@@ -364,3 +364,14 @@ def test_devices_asked_for_after_the_engine_started_are_refused_as_such(backend)
     with pytest.raises(UserError, match=r"--devices 2: .* already runs on 1 device; ask for the devices before") as refused:
         engines.setup(2)
     assert "or fewer" not in str(refused.value)
+
+
+def test_devices_all_on_a_machine_without_accelerators_says_what_it_chose(backend):
+    from keras_vae import engines
+
+    if any(not name.startswith("cpu") for name in engines.list_devices()):
+        pytest.skip("this machine has an accelerator: --devices all takes it")
+    topology = engines.setup("all")
+    assert topology.note.startswith("--devices all found no accelerator, so it trains on")
+    assert topology.note in topology.describe()  # the line every command prints at its start
+    assert engines.setup(1).note == ""  # a count is taken as given

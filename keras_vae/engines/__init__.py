@@ -20,7 +20,7 @@ import importlib
 
 import keras
 
-from keras_vae.parallel import parse_devices
+from keras_vae.parallel import ALL, all_on_cpus, parse_devices
 
 #: The engine modules, one per Keras backend.
 ENGINES = ("tensorflow", "jax", "torch")
@@ -47,7 +47,11 @@ def setup(requested=1):
         UserError: more devices than present, a count torchrun did not
             start, or parallel torch without torchrun.
     """
-    return current.setup(parse_devices(requested))
+    requested = parse_devices(requested)
+    topology = current.setup(requested)
+    if requested == ALL and all(name.startswith("cpu") for name in topology.names):
+        topology.note = all_on_cpus(topology)  # said, not chosen silently
+    return topology
 
 
 def list_devices():
