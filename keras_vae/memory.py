@@ -46,19 +46,20 @@ def size_text(nbytes):
     return f"{max(nbytes, 0) / 1024:.0f} KiB"
 
 
-def check_fits(needed, what, available=None):
+def check_fits(needed, what, available=None, hint="ask for less"):
     """Raises `UserError` if `needed` bytes exceed the memory available.
 
     Args:
         needed: the estimate, in bytes.
         what: the request, as the user wrote it (`--num 1000000000`).
         available: bytes available (default: `available_bytes()`).
+        hint: what to do instead, the end of the message.
     """
     available = available_bytes() if available is None else available
     if available is not None and needed > available:
         raise UserError(
             f"{what} needs about {size_text(needed)} of memory, but this machine has "
-            f"{size_text(available)} available; ask for less"
+            f"{size_text(available)} available; {hint}"
         )
 
 

@@ -13,9 +13,15 @@
 Each split is read once into a uint8 array `(n, H, W, C)` of levels 0-255
 (`keras_vae.pixels`: a quarter of float32; the model converts each batch).
 `--image-size HxW` and `--channels 1|3` make the images alike
-(`data.transform`); without them, the data's own size and channels. The
-whole dataset must fit in memory as uint8 (checked before it is read: 60 000
-MNIST images are 47 MB, 50 000 32x32 colour images 154 MB).
+(`data.transform`); without them, the data's own size and channels.
+
+Memory (checked before anything is read; 60 000 MNIST images are 47 MB,
+50 000 32x32 colour images 154 MB as uint8): the validation and test images
+are always held in memory. The training images are too when everything fits
+in half the memory available (`IN_MEMORY_SHARE`); else they stream from disk
+a block at a time (`stream="auto"`, `data.stream`; `"on"` always streams,
+`"off"` refuses data that does not fit). A TFDS dataset and a folder stream;
+an npz file is read whole by NumPy, so it must fit.
 
 Grey-level data can be binarized (`BINARIZATIONS`):
 
@@ -48,6 +54,7 @@ import numpy as np
 from keras_vae import memory
 from keras_vae.data.arrays import ArraysSource
 from keras_vae.data.folder import FolderSource
+from keras_vae.data.stream import STREAM_CHOICES, ImageStream
 from keras_vae.data.tfds import (
     BINARY_DATASETS,
     MANUAL_FILES,
@@ -59,7 +66,8 @@ from keras_vae.data.transform import CHANNELS, binarize, parse_image_size
 from keras_vae.errors import DataError
 
 __all__ = [
-    "BINARIZATIONS", "CHANNELS", "DATASETS", "MANUAL_FILES", "Dataset", "binarize", "binary_pixels",
+    "BINARIZATIONS", "CHANNELS", "DATASETS", "MANUAL_FILES", "STREAM_CHOICES", "Dataset", "ImageStream",
+    "binarize", "binary_pixels",
     "check_validation_split", "ensure_prepared", "load_dataset", "load_split", "open_source",
     "parse_image_size", "resolve_data_dir", "setting_problems",
 ]
@@ -79,6 +87,9 @@ TRAIN_SIZES = {"mnist": 60_000, "fashion_mnist": 60_000, "binarized_mnist": 50_0
 #: The share of a folder's images (or of a TFDS train split without a test
 #: split) held out as the test split.
 DEFAULT_TEST_SPLIT = 0.1
+#: Training images stay in memory while all images take at most this share
+#: of the memory available (the engine, the model and its batches need the rest).
+IN_MEMORY_SHARE = 0.5
 _TFDS_NAME = re.compile(r"[a-z][a-z0-9_]*(/[a-z0-9_.]+)?(:[0-9.*]+)?")
 
 
@@ -88,6 +99,8 @@ class Dataset:
 
     Labels are -1 for a dataset without labels (`binarized_mnist`). The
     validation arrays are empty when no validation split was held out.
+    Streamed training images (`streams`) are an `ImageStream` in `x_train`,
+    which reads them with their labels (`y_train` is None).
     `num_classes` is 0 without labels; `fingerprint` names the data read
     (a TFDS version, a hash of a folder's file list or of an npz file).
     """
@@ -103,8 +116,13 @@ class Dataset:
 
     def __post_init__(self):
         if self.x_val is None:
-            self.x_val = self.x_train[:0]
-            self.y_val = self.y_train[:0]
+            self.x_val = np.zeros((0, *self.image_shape), dtype="uint8")
+            self.y_val = np.zeros(0, dtype="int64")
+
+    @property
+    def streams(self):
+        """True when the training images are read from disk as training goes."""
+        return isinstance(self.x_train, ImageStream)
 
     @property
     def has_validation(self):
@@ -252,11 +270,51 @@ def _read(source, role, part, binarization, size, channels):
     return images, labels
 
 
-def _check_fits(source, parts, size, channels):
-    """Refuses, before reading them all, images that would not fit in memory."""
-    first, _ = source.read(parts[0][0], parts[0][1], parts[0][1] + 1, size=size, channels=channels)
-    count = sum(stop - start for _, start, stop in parts)
-    memory.check_fits(count * math.prod(first.shape[1:]), f"holding {count:,} images of {source.name} as uint8")
+def _streams(source, parts, size, channels, stream):
+    """Whether the training images (`parts[0]`) stream; refuses, before
+    reading them, images that cannot be held (see the module docstring).
+
+    Returns:
+        `(streams, image_shape)`: True when the training images are to
+        stream, and their `(H, W, C)` (`source.image_shape`; None if it
+        cannot tell without reading them, and they do not stream).
+    """
+    if stream not in STREAM_CHOICES:
+        raise ValueError(f"unknown stream {stream!r}; choose from {', '.join(STREAM_CHOICES)}")
+    image_shape = source.image_shape(size, channels)
+    if image_shape is None and stream == "on":
+        raise DataError(f"{source.name}: its images may differ in size; give --image-size HxW to stream them")
+    image_bytes = math.prod(image_shape or _image_shape(source, parts[0], size, channels))
+    counts = [stop - start for _, start, stop in parts]
+    held = sum(counts[1:])
+    memory.check_fits(held * image_bytes, f"holding the {held:,} validation and test images of {source.name} as uint8")
+    lazy = stream == "on" or (stream == "auto" and source.reads_lazily)
+    if not lazy:
+        memory.check_fits(sum(counts) * image_bytes, f"holding {sum(counts):,} images of {source.name} as uint8",
+                          hint=_stream_hint(source))
+        return False, image_shape
+    available = memory.available_bytes()
+    fits = available is None or sum(counts) * image_bytes <= available * IN_MEMORY_SHARE
+    if not fits and image_shape is None:
+        raise DataError(
+            f"the {sum(counts):,} images of {source.name} do not fit in half the memory available "
+            "and may differ in size; give --image-size HxW to stream them"
+        )
+    return stream == "on" or not fits, image_shape
+
+
+def _image_shape(source, part, size, channels):
+    """`(H, W, C)` of the images of `part`, from its first image (an estimate,
+    for a TFDS dataset whose images may differ in size)."""
+    split, start, _ = part
+    first, _ = source.read(split, start, start + 1, size=size, channels=channels)
+    return first.shape[1:]
+
+
+def _stream_hint(source):
+    if source.reads_lazily:
+        return "--stream auto (or on) reads the training images from disk a block at a time"
+    return "an npz file is read whole: give a folder or a TFDS dataset, which stream, or ask for less"
 
 
 def _checked(name, binarization, test_split):
@@ -277,8 +335,9 @@ def load_dataset(
     image_size=None,
     channels=None,
     test_split=DEFAULT_TEST_SPLIT,
+    stream="off",
 ):
-    """Loads the train, validation and test splits into memory.
+    """Loads the train, validation and test splits into memory (or streams train).
 
     Args:
         name: a TFDS name, `folder:PATH` or `npz:PATH` (`open_source`).
@@ -298,6 +357,9 @@ def load_dataset(
         channels: 1 or 3 to convert to, or None.
         test_split: the share held out as the test split where the data
             has none (a folder).
+        stream: `"off"` holds the training images in memory; `"on"` reads
+            them as training goes (an `ImageStream`); `"auto"` streams
+            them when they do not fit (see the module docstring).
 
     Returns:
         A `Dataset` of uint8 images and int64 labels.
@@ -314,8 +376,12 @@ def load_dataset(
     parts = [_limited(train, num_train), _limited(test, num_test)]
     if validation is not None:
         parts.append(_limited(validation, num_validation))
-    _check_fits(source, parts, image_size, channels)
-    x_train, y_train = _read(source, "train", parts[0], binarization, image_size, channels)
+    streams, image_shape = _streams(source, parts, image_size, channels, stream)
+    if streams:
+        static = TRAIN_BINARIZATION_SEED if binarization == "static" else None
+        x_train, y_train = ImageStream(source, parts[0], image_shape, static), None
+    else:
+        x_train, y_train = _read(source, "train", parts[0], binarization, image_size, channels)
     x_test, y_test = _read(source, "test", parts[1], binarization, image_size, channels)
     x_val = y_val = None
     if validation is not None:
@@ -371,5 +437,7 @@ def load_split(
     if split == "validation" and validation is None:
         raise DataError("the validation split is empty: validation_split is 0")
     part = _limited({"train": train, "validation": validation, "test": test}[split], limit)
-    _check_fits(source, [part], image_size, channels)
+    count = part[2] - part[1]
+    image_bytes = math.prod(_image_shape(source, part, image_size, channels))
+    memory.check_fits(count * image_bytes, f"holding {count:,} images of {source.name} as uint8")
     return _read(source, split, part, binarization, image_size, channels)

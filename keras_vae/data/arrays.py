@@ -55,6 +55,9 @@ class ArraysSource:
         path: the file.
     """
 
+    #: NumPy reads the arrays whole: they are in memory from the start.
+    reads_lazily = False
+
     def __init__(self, path):
         path = Path(path)
         self.name = f"npz:{path}"
@@ -73,6 +76,14 @@ class ArraysSource:
 
     def sizes(self):
         return {split: len(images) for split, images in self._images.items()}
+
+    def image_shape(self, size=None, channels=None):
+        """`(H, W, C)` of every image once made alike by `size` and `channels`."""
+        shapes = [images.shape[1:] for images in self._images.values()]
+        if size is None and len({shape[:2] for shape in shapes}) > 1:
+            raise DataError(f"{self.name}: x_train and x_test differ in size; give --image-size HxW")
+        own = max(shape[2] if len(shape) == 3 else 1 for shape in shapes)
+        return (*(size or shapes[0][:2]), channels or own)
 
     def read(self, split, start, stop, size=None, channels=None):
         """Images `start:stop` of `split` (see `TfdsSource.read`)."""

@@ -28,6 +28,8 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_SEED = 0
 #: Pillow's refusal of larger pictures (decompression bombs) stays on.
 MAX_PIXELS = 4096 * 4096
+#: Pillow's modes that `read_image` reads as grey levels (alpha dropped).
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
 
 
 def _visible(path, root):
@@ -107,6 +109,9 @@ class FolderSource:
         test_split: the share of the images held out as the test split.
     """
 
+    #: Each image is read when asked for, so training images can stream.
+    reads_lazily = True
+
     def __init__(self, path, test_split=0.1):
         self.root = Path(path)
         self.name = f"folder:{path}"
@@ -126,6 +131,30 @@ class FolderSource:
 
     def sizes(self):
         return {split: len(indices) for split, indices in self._splits.items()}
+
+    def image_shape(self, size=None, channels=None):
+        """`(H, W, C)` of every image once made alike by `size` and `channels`,
+        from the files' headers (colour if any image is).
+
+        Raises:
+            DataError: images of different sizes without `size`, or a file
+                that is not an image.
+        """
+        sizes, colour = {}, False
+        for path in self.files:
+            try:
+                with Image.open(path) as picture:
+                    sizes.setdefault((picture.height, picture.width), path)
+                    colour = colour or picture.mode not in GREY_MODES
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+                raise DataError(f"{path}: not a readable image ({type(error).__name__}: {str(error)[:100]})") from None
+        if size is None and len(sizes) > 1:
+            (first, one), (second, other) = list(sizes.items())[:2]
+            raise DataError(
+                f"images of different sizes ({first[0]}x{first[1]} in {one}, {second[0]}x{second[1]} "
+                f"in {other}): give --image-size HxW to resize them all"
+            )
+        return (*(size or next(iter(sizes))), channels or (3 if colour else 1))
 
     def read(self, split, start, stop, size=None, channels=None):
         """Images `start:stop` of `split` (see `TfdsSource.read`)."""

@@ -187,6 +187,10 @@ class TfdsSource:
             split, for a dataset without one.
     """
 
+    #: Images are read from the prepared files when asked for, so training
+    #: images can stream.
+    reads_lazily = True
+
     def __init__(self, name, data_dir=None, manual_dir=None, test_split=0.1):
         tfds = _tfds()
         self.name = name
@@ -212,6 +216,18 @@ class TfdsSource:
     def sizes(self):
         """Images in each split: `train`, `test`, and `validation` if it has its own."""
         return dict(self._sizes)
+
+    def image_shape(self, size=None, channels=None):
+        """`(H, W, C)` of every image once made alike by `size` and `channels`,
+        from the dataset's features, without reading an image; None where
+        the images may differ in size (the features do not say) and `size`
+        is not given.
+        """
+        shape = self.builder.info.features[self.image_key].shape
+        height, width = size or shape[:2]
+        if None in (height, width):
+            return None
+        return (height, width, channels or (shape[2] if shape[2] in transform.CHANNELS else 3))
 
     def read(self, split, start, stop, size=None, channels=None):
         """Images `start:stop` of `split` as uint8 `(n, H, W, C)`, and labels.

@@ -139,6 +139,14 @@ class TrainConfig:
     test_split: float = setting(
         data.DEFAULT_TEST_SPLIT, "share of the images held out as the test split where the data "
         "has none (a folder), chosen with a fixed seed", metavar="SHARE")
+    stream: str = setting(
+        "auto", "read the training images from disk a block at a time as training goes "
+        "(the validation and test images stay in memory): auto when they do not fit in half "
+        "the memory available, on, or off", choices=data.STREAM_CHOICES, resumable=True)
+    stream_block: int | None = setting(
+        None, "images read at once when streaming (rounded up to whole batches; default: "
+        "64 MiB of them); the shuffle mixes the images of one block", metavar="N",
+        resumable=True)
     binarize: str = setting(
         "none", "none (grey levels), dynamic (a fresh Bernoulli sample every step; the "
         "likelihood protocol) or static (one fixed sample)", choices=data.BINARIZATIONS)
@@ -250,7 +258,7 @@ class TrainConfig:
                 problems.append(f"{name} must be > 0, got {getattr(self, name)}")
         if self.steps_per_execution <= 0:
             problems.append(f"steps_per_execution must be > 0, got {self.steps_per_execution}")
-        for name in ("num_train", "num_test"):
+        for name in ("num_train", "num_test", "stream_block"):
             value = getattr(self, name)
             if value is not None and value <= 0:
                 problems.append(f"{name} must be > 0, got {value}")

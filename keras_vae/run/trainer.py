@@ -28,6 +28,8 @@ from keras_vae.model import VAE, ModelConfig, copy_variables, fresh_copy, load_m
 from keras_vae.engines.common import dtype_policy, one_device
 from keras_vae.parallel import Topology
 from keras_vae.run import callbacks
+from keras_vae.data.stream import block_images
+from keras_vae.run.inputs import model_inputs, steps_per_epoch, training_images, training_input
 from keras_vae.run.checkpoint import RunCheckpoint
 from keras_vae.run.config import JIT_COMPILE, build_model_settings, check_can_continue
 from keras_vae.run.folder import RunFolder
@@ -136,11 +138,6 @@ def copy_trained_weights(model, source, name):
         variable.assign(keras.ops.convert_to_numpy(value))
 
 
-def model_inputs(model, images, labels):
-    """What `fit`/`evaluate` take as x: the images, with the labels if conditional."""
-    return (images, labels) if model.conditional else images
-
-
 def local_view(topology):
     """The view the pictures decode through: a function, model -> context manager.
 
@@ -232,6 +229,7 @@ class Session:
     divergence: object  # the StopOnNaN among them
     history: object = None  # the chief's HistoryCSV
     scratch: RunFolder = None  # where the other processes save, when saving is collective
+    first_epoch: int = 0  # the epochs done before (resuming)
 
     @property
     def checkpoint(self):
@@ -298,7 +296,7 @@ def check_and_load(config, run, topology, restart=False):
         num_train=config.num_train, num_test=config.num_test, binarization=config.binarize,
         validation_split=config.validation_split, num_validation=config.num_test,
         image_size=data.parse_image_size(config.image_size) if config.image_size else None,
-        channels=config.channels, test_split=config.test_split,
+        channels=config.channels, test_split=config.test_split, stream=config.stream,
     )
     check_data(config, run, dataset, restart)
     return initial, dataset
@@ -339,13 +337,13 @@ def prepare(config, run, dataset, topology, initial=None):
         config.model_config(image_shape=dataset.image_shape, num_classes=dataset.num_classes).weight_shapes()
     )
     batch_size = topology.check_batch_size(config.batch_size)  # this process's share
-    steps_per_epoch = math.ceil(len(topology.shard(dataset.x_train)) / batch_size)
+    steps = steps_per_epoch(dataset, topology, batch_size)
     with dtype_policy(config.dtype_policy), topology.scope():
-        model = build_model(config, steps_per_epoch, dataset)
+        model = build_model(config, steps, dataset)
         if initial is not None:  # a resumed run's checkpoint replaces these
             copy_trained_weights(model, initial, config.init_from)
         model.compile(  # wraps Adam in a LossScaleOptimizer under mixed_float16
-            optimizer=keras.optimizers.Adam(learning_rate(config, steps_per_epoch)),
+            optimizer=keras.optimizers.Adam(learning_rate(config, steps)),
             jit_compile=JIT_COMPILE[config.jit_compile],
             steps_per_execution=config.steps_per_execution,
         )
@@ -357,11 +355,15 @@ def prepare(config, run, dataset, topology, initial=None):
         )
     # Keep what the committed epochs wrote, redo the rest.
     rows = [row for row in run.read_history() if row["epoch"] <= done]
+    if dataset.streams and topology.chief:
+        print(f"Streaming the {training_images(dataset, topology):,} training images from disk, "
+              f"{block_images(dataset.image_shape, config.batch_size, config.stream_block):,} at a time "
+              f"(--stream {config.stream}).")
     if done and topology.chief:
         if passed_over:
             print(f"Warning: {passed_over}.")
         print(f"Resuming {run.path} after epoch {done} of {config.epochs}.")
-    session = Session(config, run, dataset, topology, model, batch_size, [], None)
+    session = Session(config, run, dataset, topology, model, batch_size, [], None, first_epoch=done)
     _role_callbacks(session, rows)
     session.callbacks += topology.callbacks()  # after the checkpoint is restored
     return session
@@ -391,21 +393,21 @@ def _role_callbacks(session, rows):
 
 
 def fit(session, verbose):
-    """`model.fit` on this process's shard; validation on the held-out images
-    (else on the test split, as in the original design)."""
+    """`model.fit` on this process's shard (`run.inputs`); validation on the
+    held-out images (else on the test split, as in the original design)."""
     topology, dataset, model = session.topology, session.dataset, session.model
     held_out = (dataset.x_val, dataset.y_val) if dataset.has_validation else (dataset.x_test, dataset.y_test)
-    x_train = model_inputs(model, topology.shard(dataset.x_train), topology.shard(dataset.y_train))
+    x_train, options = training_input(session, session.first_epoch)
     x_val = model_inputs(model, *(topology.shard(array) for array in held_out))
     with topology.scope():
         model.fit(
             x_train,
             epochs=session.config.epochs,
-            batch_size=session.batch_size,
             validation_data=(x_val,),
-            shuffle=True,
+            validation_batch_size=session.batch_size,
             verbose=verbose if topology.chief else 0,
             callbacks=session.callbacks,
+            **options,
         )
 
 
@@ -466,7 +468,7 @@ def test_metrics(model, session):
         "epochs": config.epochs,
         "epoch_seconds": seconds,
         "seconds_per_epoch": statistics.median(seconds) if seconds else None,
-        "num_train": len(session.topology.even(dataset.x_train)),
+        "num_train": training_images(dataset, session.topology),
         "num_validation": len(dataset.x_val),
         "num_test": len(dataset.x_test),
         "image_shape": list(model.image_shape),

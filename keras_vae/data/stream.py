@@ -1,0 +1,147 @@
+"""Training images read from disk a block at a time: data larger than memory.
+
+When the training images do not fit in memory (or `--stream on` asks for
+it), they are not read up front: `ImageStream` names the images of the train
+split, and `ShuffledBlocks` reads them from the source in blocks of
+consecutive images (`--stream-block`, default `BLOCK_BYTES` of uint8 images),
+one block in memory at a time. Each epoch visits every image once:
+
+- the blocks in an order drawn from `(seed, epoch)`, and
+- the images of each block in an order drawn from `(seed, epoch, block)`,
+
+the shard-then-shuffle of streaming pipelines (tf.data's `interleave` +
+`shuffle`, WebDataset): a batch mixes images of one block, never of two.
+The order is a function of the seed and the epoch alone, so a resumed run
+reads exactly what the uninterrupted one would have. A block's last batch,
+when its images do not fill one, is topped up with the first images of the
+block's order: every batch has `batch_size` images, and an epoch has
+`ceil(images / batch_size)` steps, as in memory.
+
+Static binarization draws each block's sample once, from
+`(TRAIN_BINARIZATION_SEED, the block's first image)`: the same pixels every
+epoch, though not the sample the in-memory path draws.
+
+No Keras here: `keras_vae.run.inputs` hands the batches to `fit`.
+"""
+
+import numpy as np
+
+from keras_vae.data.transform import binarize
+
+#: The uint8 images read at once when `--stream-block` is not given.
+BLOCK_BYTES = 64 << 20
+STREAM_CHOICES = ("auto", "on", "off")
+
+
+class ImageStream:
+    """Images `start:stop` of a source's `split`, read only when asked for.
+
+    It stands where the training array would (`Dataset.x_train`): `len()`
+    and `shape` as an array's, and `read(start, stop)` for the images.
+
+    Args:
+        source: a data source (`data.open_source`).
+        part: `(split, start, stop)` of the source.
+        image_shape: `(H, W, C)` of every image (`source.image_shape`):
+            each block is made alike to it (`transform.fit`), so that all
+            blocks are as the in-memory array would be.
+        binarize_seed: the seed of static binarization, or None.
+    """
+
+    dtype = np.dtype("uint8")
+
+    def __init__(self, source, part, image_shape, binarize_seed=None):
+        self.source = source
+        self.split, self.start, self.stop = part
+        self.image_shape = tuple(int(side) for side in image_shape)
+        self.binarize_seed = binarize_seed
+
+    def __len__(self):
+        return self.stop - self.start
+
+    @property
+    def shape(self):
+        """`(images, H, W, C)`, as the array it stands for."""
+        return (len(self), *self.image_shape)
+
+    @property
+    def nbytes(self):
+        """The bytes the images would take in memory."""
+        return int(np.prod(self.shape))
+
+    def read(self, start, stop):
+        """Images `start:stop` (of this stream) as uint8, and their labels."""
+        images, labels = self.source.read(
+            self.split, self.start + start, self.start + stop,
+            size=self.image_shape[:2], channels=self.image_shape[2],
+        )
+        if self.binarize_seed is not None:
+            images = binarize(images, [self.binarize_seed, start])
+        return images, labels
+
+
+def block_images(image_shape, batch_size, block=None):
+    """Images per block: `block` (or `BLOCK_BYTES` worth), rounded up to
+    whole batches."""
+    if not block:
+        block = max(1, BLOCK_BYTES // int(np.prod(image_shape)))
+    return -(-int(block) // batch_size) * batch_size
+
+
+class ShuffledBlocks:
+    """The batches of an `ImageStream`, epoch by epoch (see the module docstring).
+
+    Args:
+        stream: the `ImageStream`.
+        batch_size: images per batch (the global batch, of all processes).
+        seed: the run's seed.
+        block: images per block (rounded up to whole batches; default
+            `BLOCK_BYTES` worth).
+        count: use the first `count` images only (a multiple of the devices).
+    """
+
+    def __init__(self, stream, batch_size, seed=0, block=None, count=None):
+        self.stream = stream
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.count = len(stream) if count is None else int(count)
+        self.block = block_images(stream.image_shape, self.batch_size, block)
+        self.blocks = [(s, min(s + self.block, self.count)) for s in range(0, self.count, self.block)]
+        self._cached = (None, None)
+
+    @property
+    def num_batches(self):
+        """Batches per epoch: `ceil(count / batch_size)`."""
+        return sum(self._batches_in(b) for b in range(len(self.blocks)))
+
+    def _batches_in(self, block):
+        start, stop = self.blocks[block]
+        return -(-(stop - start) // self.batch_size)
+
+    def block_order(self, epoch):
+        """The blocks in the order `epoch` reads them."""
+        return np.random.default_rng([self.seed, epoch]).permutation(len(self.blocks))
+
+    def _shuffled_block(self, epoch, block):
+        key = (epoch, block)
+        if self._cached[0] != key:
+            images, labels = self.stream.read(*self.blocks[block])
+            order = np.random.default_rng([self.seed, epoch, block]).permutation(len(images))
+            self._cached = (key, (images[order], labels[order]))
+        return self._cached[1]
+
+    def batch(self, epoch, index):
+        """Batch `index` of `epoch`: `(images, labels)`, `batch_size` of each.
+
+        Raises:
+            IndexError: `index` is not a batch of an epoch.
+        """
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"batch {index} of an epoch of {self.num_batches}")
+        for block in self.block_order(epoch):
+            if index < self._batches_in(block):
+                break
+            index -= self._batches_in(block)
+        images, labels = self._shuffled_block(epoch, block)
+        rows = np.arange(index * self.batch_size, (index + 1) * self.batch_size)
+        return images.take(rows, axis=0, mode="wrap"), labels.take(rows, mode="wrap")
