@@ -1,7 +1,7 @@
 """Benchmark: training speed and memory on images of three sizes, held as uint8.
 
     python benchmarks/data.py [--backends tensorflow,jax,torch] [--images 50000]
-                              [--epochs 3] [--mnist-epochs 4]
+                              [--epochs 3] [--mnist-epochs 4] [--stream-epochs 3]
     python benchmarks/data.py --write-folder DIR [--images 5000]
 
 Writes synthetic sets of `--images` images (28x28x1, 32x32x3, 64x64x3:
@@ -16,12 +16,19 @@ Then the cost of holding uint8: the original model (784-512-20, Bernoulli on
 grey levels) trained on MNIST's 60 000 images held as uint8 (converted per
 batch in the model) against the same images as a float32 array (the pipeline
 before uint8), each for `--mnist-epochs` epochs, interleaved twice. The
-uint8 path must cost at most 10% speed. Writes benchmarks/DATA.md.
+uint8 path must cost at most 10% speed.
+
+Then streaming (`--stream on`, `keras_vae.data.stream`) against holding the
+images: `--images` synthetic 32x32x3 images written as PNG files into a
+folder, read through `--dataset folder:` and trained on for `--stream-epochs`
+epochs each way (the default block: 64 MiB of images), with images/s and peak
+memory. Writes benchmarks/DATA.md.
 """
 
 import argparse
 import datetime
 import json
+import math
 import platform
 import statistics
 import subprocess
@@ -30,6 +37,8 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from keras_vae import data
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
@@ -46,14 +55,15 @@ from keras_vae import data
 from keras_vae.model import VAE
 from keras_vae.pixels import as_unit
 
+from keras_vae.data.stream import ShuffledBlocks
+from keras_vae.run.inputs import StreamedBatches
+
 source, epochs, pixels = sys.argv[1], int(sys.argv[2]), sys.argv[3]
-if source == "mnist":
-    dataset = data.load_dataset("mnist")
-    settings = {}
-else:
-    dataset = data.load_dataset(f"npz:{source}")
-    settings = dict(likelihood="logistic", image_shape=dataset.image_shape)
-x = dataset.x_train if pixels == "uint8" else as_unit(dataset.x_train)
+streamed = pixels == "streamed"
+dataset = data.load_dataset(source, stream="on" if streamed else "off")
+settings = {} if source == "mnist" else dict(likelihood="logistic", image_shape=dataset.image_shape)
+x = as_unit(dataset.x_train) if pixels == "float32" else dataset.x_train
+fed = StreamedBatches(ShuffledBlocks(x, 128)) if streamed else x
 keras.utils.set_random_seed(0)
 model = VAE(**settings)
 model.compile(optimizer=keras.optimizers.Adam(1e-3))
@@ -65,9 +75,11 @@ class Timer(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         times.append(time.perf_counter() - self.start)
 
-model.fit(x, epochs=epochs, batch_size=128, verbose=0, callbacks=[Timer()])
+options = dict(shuffle=False) if streamed else dict(batch_size=128)
+model.fit(fed, epochs=epochs, verbose=0, callbacks=[Timer()], **options)
+held = min(fed.blocks.block, len(x)) * int(np.prod(x.shape[1:])) if streamed else x.nbytes
 print(json.dumps({
-    "epoch_seconds": times, "images": len(x), "array_bytes": int(x.nbytes),
+    "epoch_seconds": times, "images": len(x), "array_bytes": int(held),
     "peak_rss": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
 }))
 """
@@ -79,6 +91,7 @@ def parse_args(argv=None):
     parser.add_argument("--images", type=int, default=50_000, help="images in each synthetic set")
     parser.add_argument("--epochs", type=int, default=3, help="epochs per synthetic set, the first a warm-up")
     parser.add_argument("--mnist-epochs", type=int, default=4, help="epochs of the uint8/float32 comparison (0: skip)")
+    parser.add_argument("--stream-epochs", type=int, default=3, help="epochs of the streamed/in-memory comparison (0: skip)")
     parser.add_argument("--output", default=str(HERE / "DATA.md"))
     parser.add_argument("--write-folder", default=None, metavar="DIR", help="instead: write --images synthetic 32x32 colour images as PNG files into DIR (a folder to try --dataset folder: on), and stop")
     return parser.parse_args(argv)
@@ -146,7 +159,7 @@ def main(argv=None):
             images = synthetic(shape, args.images + 1000)
             np.savez(path, x_train=images[: args.images], x_test=images[args.images :])
             for backend in backends:
-                found = measure(backend, path, args.epochs)
+                found = measure(backend, f"npz:{path}", args.epochs)
                 rows.append((shape, backend, found))
                 print(shape, backend, round(found["images_per_second"]), mib(found["peak_rss"]), flush=True)
     for _ in range(2 if args.mnist_epochs else 0):  # interleaved: a slow spell hits both
@@ -155,8 +168,44 @@ def main(argv=None):
                 found = measure(backend, "mnist", args.mnist_epochs, pixels)
                 comparison.append((backend, pixels, found))
                 print("mnist", backend, pixels, round(found["images_per_second"]), flush=True)
-    Path(args.output).write_text(report(args, rows, comparison))
+    streaming = measure_streaming(args, backends) if args.stream_epochs else []
+    Path(args.output).write_text(report(args, rows, comparison) + streaming_report(args, streaming))
     print(f"wrote {args.output}")
+
+
+def measure_streaming(args, backends):
+    """Each backend on a folder of PNGs, held in memory and streamed."""
+    found = []
+    with tempfile.TemporaryDirectory() as folder:
+        write_folder(folder, math.ceil(args.images / (1 - data.DEFAULT_TEST_SPLIT)))  # less the test split
+        for backend in backends:
+            for mode in ("uint8", "streamed"):
+                found.append((backend, mode, measure(backend, f"folder:{folder}", args.stream_epochs, mode)))
+                print("folder", backend, mode, round(found[-1][2]["images_per_second"]), flush=True)
+    return found
+
+
+def streaming_report(args, found):
+    if not found:
+        return ""
+    images = found[0][2]["images"]
+    lines = [
+        "",
+        f"Streaming: {images:,} synthetic 32x32x3 training images as PNG files in a folder (`--dataset folder:`), "
+        f"held in memory as uint8 against streamed from disk (`--stream on`, the default block of 64 MiB), "
+        f"{args.stream_epochs} epochs each; held is the uint8 training array, or one block:",
+        "",
+        "| backend | in memory images/s | streamed images/s | streamed / in memory | held in memory (MiB) | held streaming (MiB) | peak RSS in memory (MiB) | peak RSS streaming (MiB) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for backend in dict.fromkeys(b for b, _, _ in found):
+        held, streamed = (next(f for b, m, f in found if b == backend and m == mode) for mode in ("uint8", "streamed"))
+        lines.append(
+            f"| {backend} | {held['images_per_second']:,.0f} | {streamed['images_per_second']:,.0f} | "
+            f"{streamed['images_per_second'] / held['images_per_second']:.2f} | {mib(held['array_bytes'])} | "
+            f"{mib(streamed['array_bytes'])} | {mib(held['peak_rss'])} | {mib(streamed['peak_rss'])} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 def report(args, rows, comparison):
@@ -164,7 +213,7 @@ def report(args, rows, comparison):
         "# Data: speed and memory by image size, uint8 in memory",
         "",
         f"`python benchmarks/data.py --backends {args.backends} --images {args.images} --epochs {args.epochs} "
-        f"--mnist-epochs {args.mnist_epochs}`, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
+        f"--mnist-epochs {args.mnist_epochs} --stream-epochs {args.stream_epochs}`, {datetime.date.today()}, {platform.processor() or platform.machine()}, "
         f"{__import__('os').cpu_count()} CPU cores. MLP VAE (512 hidden, z of 20, discretized logistic), batch 128; "
         "images/s is the median of the epochs after the first; peak RSS is the whole process's "
         "(Python, the engine, the model and the data).",

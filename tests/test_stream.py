@@ -181,7 +181,9 @@ def test_each_process_takes_its_own_rows_of_the_global_batch():
 
 
 @pytest.mark.slow
-def test_a_streamed_run_on_two_devices_learns_as_on_one(tmp_path, backend):
+def test_a_streamed_run_on_two_processes_learns_as_on_one(tmp_path, backend):
+    if backend != "torch":
+        pytest.skip("the processes' rows are ours on torch; TensorFlow and JAX devices split Keras's batch")
     train = [
         SCRIPTS / "train.py", "--stream", "on", "--stream-block", "512", "--num-train", "2048",
         "--num-test", "500", "--epochs", "2", "--latent-dim", "4", "--hidden-dim", "64", "--batch-size", "64",
@@ -192,6 +194,5 @@ def test_a_streamed_run_on_two_devices_learns_as_on_one(tmp_path, backend):
     assert two.returncode == 0, two.stderr[-3000:]
     assert "Streaming the 2,048 training images" in two.stdout
     losses = [json.loads((tmp_path / name / "metrics.json").read_text())["test_loss"] for name in ("one", "two")]
-    # JAX draws the noise of the global batch: the same steps; elsewhere each
-    # device draws its own, so the runs agree as two seeds do.
-    assert losses[1] == pytest.approx(losses[0], rel=1e-4 if backend == "jax" else 0.03)
+    # Each process draws its own noise: the runs agree as two seeds do.
+    assert losses[1] == pytest.approx(losses[0], rel=0.03)
