@@ -165,6 +165,13 @@ def test_a_tfds_colour_dataset_without_a_test_split_is_read_by_name(tmp_path):
     assert dataset.fingerprint == "tfds:tiny_colours:1.0.0"
     test, labels = data.load_split("tiny_colours", data_dir=tmp_path, validation_split=5, test_split=0.25, channels=1)
     assert test.shape == (10, 6, 6, 1) and set(labels) <= {0, 1, 2}
+    # Streamed (data.stream): read from the prepared files a block at a time, the same images.
+    streamed = data.load_dataset("tiny_colours", data_dir=tmp_path, test_split=0.25, validation_split=5, stream="on")
+    assert streamed.streams and streamed.x_train.shape == (25, 6, 6, 3)
+    images, labels = streamed.x_train.read(3, 17)
+    np.testing.assert_array_equal(images, dataset.x_train[3:17])
+    np.testing.assert_array_equal(labels, dataset.y_train[3:17])
+    np.testing.assert_array_equal(streamed.x_val, dataset.x_val)
 
 
 @pytest.mark.any_backend
