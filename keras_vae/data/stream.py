@@ -11,6 +11,8 @@ one block in memory at a time. Each epoch visits every image once:
 
 the shard-then-shuffle of streaming pipelines (tf.data's `interleave` +
 `shuffle`, WebDataset): a batch mixes images of one block, never of two.
+While one block trains, a thread reads the next (two blocks in memory at
+most), so that reading overlaps the steps.
 The order is a function of the seed and the epoch alone, so a resumed run
 reads exactly what the uninterrupted one would have. A block's last batch,
 when its images do not fill one, is topped up with the first images of the
@@ -23,6 +25,8 @@ epoch, though not the sample the in-memory path draws.
 
 No Keras here: `keras_vae.run.inputs` hands the batches to `fit`.
 """
+
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -108,6 +112,8 @@ class ShuffledBlocks:
         self.block = block_images(stream.image_shape, self.batch_size, block)
         self.blocks = [(s, min(s + self.block, self.count)) for s in range(0, self.count, self.block)]
         self._cached = (None, None)
+        self._reader = None  # made at the first read: one thread, reading ahead
+        self._ahead = (None, None)  # (key, future) of the block read ahead
 
     @property
     def num_batches(self):
@@ -122,13 +128,27 @@ class ShuffledBlocks:
         """The blocks in the order `epoch` reads them."""
         return np.random.default_rng([self.seed, epoch]).permutation(len(self.blocks))
 
-    def _shuffled_block(self, epoch, block):
-        key = (epoch, block)
-        if self._cached[0] != key:
-            images, labels = self.stream.read(*self.blocks[block])
-            order = np.random.default_rng([self.seed, epoch, block]).permutation(len(images))
-            self._cached = (key, (images[order], labels[order]))
-        return self._cached[1]
+    def _read(self, epoch, block):
+        images, labels = self.stream.read(*self.blocks[block])
+        order = np.random.default_rng([self.seed, epoch, block]).permutation(len(images))
+        return images[order], labels[order]
+
+    def _shuffled_block(self, epoch, position):
+        """The block at `position` of `epoch`'s order, its images shuffled;
+        the one after it starts to be read."""
+        key = (epoch, position)
+        if self._cached[0] == key:
+            return self._cached[1]
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="keras-vae-stream")
+        ahead_key, ahead = self._ahead
+        self._cached = (None, None)  # free it before the next is made
+        found = ahead.result() if ahead_key == key else self._read(epoch, self.block_order(epoch)[position])
+        self._cached = (key, found)
+        following = (epoch, position + 1) if position + 1 < len(self.blocks) else (epoch + 1, 0)
+        block = self.block_order(following[0])[following[1]]
+        self._ahead = (following, self._reader.submit(self._read, following[0], block))
+        return found
 
     def batch(self, epoch, index):
         """Batch `index` of `epoch`: `(images, labels)`, `batch_size` of each.
@@ -138,10 +158,10 @@ class ShuffledBlocks:
         """
         if not 0 <= index < self.num_batches:
             raise IndexError(f"batch {index} of an epoch of {self.num_batches}")
-        for block in self.block_order(epoch):
+        for position, block in enumerate(self.block_order(epoch)):
             if index < self._batches_in(block):
                 break
             index -= self._batches_in(block)
-        images, labels = self._shuffled_block(epoch, block)
+        images, labels = self._shuffled_block(epoch, position)
         rows = np.arange(index * self.batch_size, (index + 1) * self.batch_size)
         return images.take(rows, axis=0, mode="wrap"), labels.take(rows, mode="wrap")
