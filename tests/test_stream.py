@@ -1,9 +1,10 @@
-"""Training images larger than memory: read from disk a block at a time.
+"""The training images epoch by epoch: held in memory, or larger than memory
+and read from disk a block at a time.
 
-The order of the blocks and of the images in them is a function of the seed
-and the epoch, every image is seen once an epoch, a resumed streamed run is
-the uninterrupted one, and data that cannot be held is refused in one line
-that says what to do."""
+The order (of the images, of the blocks and of the images in them) is a
+function of the seed and the epoch, every image is seen once an epoch, a
+resumed run is the uninterrupted one, in memory and streamed, and data that
+cannot be held is refused in one line that says what to do."""
 
 import json
 import sys
@@ -14,10 +15,10 @@ import pytest
 
 from conftest import SCRIPTS, kill_after_epoch, one_error_line, run_here, run_python
 from keras_vae import data, memory
-from keras_vae.data.stream import ShuffledBlocks
+from keras_vae.data.stream import ShuffledArrays, ShuffledBlocks
 from keras_vae.errors import UserError
 from keras_vae.run import folder as run_folder
-from keras_vae.run.inputs import StreamedBatches
+from keras_vae.run.inputs import EpochBatches
 from test_distribution import run_on
 from test_own_images import write_folder
 
@@ -82,6 +83,24 @@ def test_each_epoch_reads_every_image_once_in_an_order_of_the_seed_and_the_epoch
 
 
 @pytest.mark.any_backend
+def test_images_in_memory_come_in_an_order_of_the_seed_and_the_epoch():
+    images = np.arange(100, dtype="uint8")[:, None, None, None]
+    order = ShuffledArrays(images, np.arange(100), batch_size=32, seed=4, count=98)
+    assert order.num_batches == 4
+    epochs = [[order.batch(epoch, i) for i in range(4)] for epoch in range(2)]
+    for batches in epochs:
+        labels = np.concatenate([labels for _, labels in batches])
+        np.testing.assert_array_equal(np.concatenate([x for x, _ in batches])[:, 0, 0, 0], labels)
+        assert set(labels) == set(range(98))  # the first 98 only (a multiple of the devices)
+        np.testing.assert_array_equal(labels[98:], labels[:30])  # the last batch topped up
+    assert not np.array_equal(epochs[0][0][1], epochs[1][0][1])
+    again = ShuffledArrays(images, np.arange(100), batch_size=32, seed=4, count=98)
+    np.testing.assert_array_equal(again.batch(1, 2)[1], epochs[1][2][1])
+    with pytest.raises(IndexError):
+        order.batch(0, 4)
+
+
+@pytest.mark.any_backend
 def test_training_images_stream_when_they_do_not_fit_and_the_rest_stays_in_memory(tmp_path, monkeypatch):
     images = write_folder(tmp_path / "pictures", count=10)
     held = data.load_dataset(f"folder:{images}", image_size=(6, 6), test_split=0.25)
@@ -127,17 +146,18 @@ def weights_of(path):
 
 
 @pytest.mark.slow
-def test_a_streamed_run_resumed_after_a_kill_is_the_uninterrupted_run(tmp_path, backend):
+@pytest.mark.parametrize("stream", ["on", "off"])
+def test_a_run_resumed_after_a_kill_is_the_uninterrupted_run(tmp_path, backend, stream):
     images = write_folder(tmp_path / "pictures", count=30)
     args = [
-        "--dataset", f"folder:{images}", "--image-size", "8x8", "--stream", "on", "--stream-block", "16",
+        "--dataset", f"folder:{images}", "--image-size", "8x8", "--stream", stream, "--stream-block", "16",
         "--conditional", "--binarize", "static", "--latent-dim", "3", "--hidden-dim", "16",
         "--batch-size", "8", "--epochs", "4", "--seed", "2",
     ]
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     result = run_here("train.py", *args, "--output-dir", whole)
     assert result.returncode == 0, result.stderr[-3000:]
-    assert "Streaming the 54 training images" in result.stdout
+    assert ("Streaming the 54 training images" in result.stdout) == (stream == "on")
     killed_at = kill_after_epoch([sys.executable, SCRIPTS / "train.py", *args, "--output-dir", resumed], resumed, 2)
     assert 2 <= killed_at < 4, "the run must be killed after epoch 2, before the end"
     result = run_here("train.py", *args, "--output-dir", resumed)
@@ -157,7 +177,7 @@ def test_a_streamed_run_resumed_after_a_kill_is_the_uninterrupted_run(tmp_path, 
     for name in ours:
         np.testing.assert_allclose(ours[name], theirs[name], rtol=tolerance, atol=tolerance / 10, err_msg=name)
     recorded = json.loads((whole / "config.json").read_text())
-    assert recorded["config"]["stream"] == "on" and recorded["config"]["stream_block"] == 16
+    assert recorded["config"]["stream"] == stream and recorded["config"]["stream_block"] == 16
     assert recorded["data"]["num_train"] == 54
 
 
@@ -170,13 +190,13 @@ def test_stream_flags_are_checked_before_anything_is_read(tmp_path):
 @pytest.mark.any_backend
 def test_each_process_takes_its_own_rows_of_the_global_batch():
     blocks = ShuffledBlocks(data.ImageStream(NumberedImages(300), ("train", 0, 300), (2, 2, 1)), 16, seed=1, block=64)
-    ranks = [StreamedBatches(blocks, first_epoch=3, rank=rank, processes=2) for rank in (0, 1)]
+    ranks = [EpochBatches(blocks, first_epoch=3, rank=rank, processes=2) for rank in (0, 1)]
     for index in range(blocks.num_batches):
         (first,), (second,) = ranks[0][index], ranks[1][index]
         assert len(first) == len(second) == 8
         together = np.stack([first, second], axis=1).reshape(16, 2, 2, 1)
         np.testing.assert_array_equal(together, blocks.batch(3, index)[0])
-    conditional = StreamedBatches(blocks, first_epoch=0, conditional=True)
+    conditional = EpochBatches(blocks, first_epoch=0, conditional=True)
     ((images, labels),) = conditional[0]
     np.testing.assert_array_equal(images[:, 0, 0, 0], labels % 256)
     conditional.on_epoch_end()  # Keras calls it after each epoch: the next epoch's order

@@ -1,4 +1,12 @@
-"""Training images read from disk a block at a time: data larger than memory.
+"""The training images epoch by epoch, in an order of the seed and the epoch:
+held in memory (`ShuffledArrays`), or read from disk a block at a time for
+data larger than memory (`ShuffledBlocks`).
+
+In memory, each epoch takes all the images in an order drawn from
+`(seed, epoch)`; the epoch's last batch, when the images do not fill one,
+is topped up with the epoch's first images. Because the order depends on
+nothing else (no global generator, no device count), a resumed run reads
+exactly what the uninterrupted run would have.
 
 When the training images do not fit in memory (or `--stream on` asks for
 it), they are not read up front: `ImageStream` names the images of the train
@@ -95,6 +103,8 @@ def block_images(image_shape, batch_size, block=None):
 class ShuffledBlocks:
     """The batches of an `ImageStream`, epoch by epoch (see the module docstring).
 
+    It gives what `ShuffledArrays` gives: `num_batches` and `batch`.
+
     Args:
         stream: the `ImageStream`.
         batch_size: images per batch (the global batch, of all processes).
@@ -165,3 +175,47 @@ class ShuffledBlocks:
         images, labels = self._shuffled_block(epoch, position)
         rows = np.arange(index * self.batch_size, (index + 1) * self.batch_size)
         return images.take(rows, axis=0, mode="wrap"), labels.take(rows, mode="wrap")
+
+
+class ShuffledArrays:
+    """The batches of images held in memory, epoch by epoch: all of them in
+    an order drawn from `(seed, epoch)`, the last batch topped up with the
+    epoch's first images (see the module docstring).
+
+    Args:
+        images: uint8 images `(n, H, W, C)`.
+        labels: their labels `(n,)`.
+        batch_size: images per batch (the global batch, of all processes).
+        seed: the run's seed.
+        count: use the first `count` images only (a multiple of the devices).
+    """
+
+    def __init__(self, images, labels, batch_size, seed=0, count=None):
+        self.images, self.labels = images, labels
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.count = len(images) if count is None else int(count)
+        self._order = (None, None)  # (epoch, its permutation)
+
+    @property
+    def num_batches(self):
+        """Batches per epoch: `ceil(count / batch_size)`."""
+        return -(-self.count // self.batch_size)
+
+    def order(self, epoch):
+        """The images' indices in the order `epoch` reads them."""
+        if self._order[0] != epoch:
+            self._order = (epoch, np.random.default_rng([self.seed, epoch]).permutation(self.count))
+        return self._order[1]
+
+    def batch(self, epoch, index):
+        """Batch `index` of `epoch`: `(images, labels)`, `batch_size` of each.
+
+        Raises:
+            IndexError: `index` is not a batch of an epoch.
+        """
+        if not 0 <= index < self.num_batches:
+            raise IndexError(f"batch {index} of an epoch of {self.num_batches}")
+        positions = np.arange(index * self.batch_size, (index + 1) * self.batch_size)
+        rows = self.order(epoch).take(positions, mode="wrap")
+        return self.images[rows], self.labels[rows]

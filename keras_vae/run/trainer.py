@@ -397,17 +397,16 @@ def fit(session, verbose):
     held-out images (else on the test split, as in the original design)."""
     topology, dataset, model = session.topology, session.dataset, session.model
     held_out = (dataset.x_val, dataset.y_val) if dataset.has_validation else (dataset.x_test, dataset.y_test)
-    x_train, options = training_input(session, session.first_epoch)
     x_val = model_inputs(model, *(topology.shard(array) for array in held_out))
     with topology.scope():
         model.fit(
-            x_train,
+            training_input(session, session.first_epoch),
             epochs=session.config.epochs,
             validation_data=(x_val,),
             validation_batch_size=session.batch_size,
+            shuffle=False,  # the batches come in the run's own order
             verbose=verbose if topology.chief else 0,
             callbacks=session.callbacks,
-            **options,
         )
 
 
