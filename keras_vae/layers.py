@@ -4,8 +4,25 @@ import keras
 from keras import ops
 
 
+class SeedStream(keras.random.SeedGenerator):
+    """A `keras.random.SeedGenerator` whose seeds can be moved, for a while,
+    to a stream of their own: while `offset` (a pair of integers) is set,
+    every seed drawn is the generator's plus `offset`.
+
+    An engine uses it to give each replica of a step its own noise (the
+    state is one, shared by the replicas; `engines/tensorflow.py`); the
+    layers that draw know nothing of replicas.
+    """
+
+    offset = None
+
+    def next(self, ordered=True):
+        seed = super().next(ordered)
+        return seed if self.offset is None else seed + ops.cast(self.offset, seed.dtype)
+
+
 class SeededLayer(keras.layers.Layer):
-    """A layer owning a `keras.random.SeedGenerator` whose state is saved.
+    """A layer owning a seed generator (a `SeedStream`) whose state is saved.
 
     Keras saves a layer's variables but not the state of its seed
     generators, so a model reloaded from a file or a checkpoint would replay
@@ -22,7 +39,7 @@ class SeededLayer(keras.layers.Layer):
     def __init__(self, seed=None, **kwargs):
         super().__init__(**kwargs)
         self.seed = seed
-        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.seed_generator = SeedStream(seed)
 
     def save_own_variables(self, store):
         store["seed_state"] = self.seed_generator.state

@@ -176,6 +176,50 @@ print(json.dumps({"one": one, "two": two, "one_loss": one_loss, "two_loss": two_
 """
 
 
+REPLICA_NOISE = """
+import contextlib, json
+import numpy as np
+import tensorflow as tf
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+import keras
+from keras_vae.engines.tensorflow import replica_noise
+from keras_vae.layers import Sampling
+
+strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+with strategy.scope():
+    layer = Sampling(seed=1)
+zeros = tf.zeros((5000, 2))
+
+def drawn(own_noise):
+    @tf.function
+    def draw():
+        def one_replica():
+            with replica_noise(layer) if own_noise else contextlib.nullcontext():
+                return layer((zeros, zeros))
+        return strategy.run(one_replica)
+    draws = [strategy.experimental_local_results(draw()) for _ in range(2)]  # 10 000 rows each
+    first, second = (np.concatenate([np.asarray(d[r]) for d in draws]) for r in (0, 1))
+    return len(set(map(tuple, first)) & set(map(tuple, second))), len(set(map(tuple, first)))
+
+shared, rows = drawn(True)
+shared_before, _ = drawn(False)
+print(json.dumps({"shared": shared, "rows": rows, "shared_before": shared_before}))
+"""
+
+
+@pytest.mark.slow
+def test_tensorflow_replicas_draw_noise_no_other_replica_draws(backend):
+    if backend != "tensorflow":
+        pytest.skip("MirroredStrategy is TensorFlow's")
+    result = run_python(["-c", REPLICA_NOISE], backend="tensorflow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["rows"] == 10_000  # ten thousand different rows of noise on each replica
+    assert found["shared"] == 0  # and none of one replica's is the other's
+    assert found["shared_before"] == 10_000  # the mirrored seed state alone: the same rows
+
+
 @pytest.mark.slow
 def test_mirrored_strategy_update_equals_the_one_device_update(backend):
     # A user's own MirroredStrategy scope, without keras-vae's flag.

@@ -1,12 +1,48 @@
 """The TensorFlow engine: its gradient step, and `MirroredStrategy` for --devices."""
 
+import contextlib
+
 import keras
 
 from keras_vae.backend import import_tensorflow_quietly
+from keras_vae.layers import SeedStream
 from keras_vae.engines.common import step_inputs, training_losses, update_trackers
 from keras_vae.parallel import ALL, VIRTUAL_CPUS, Topology, cpu_cores, too_late, too_many
 
 tf = import_tensorflow_quietly()
+
+
+@contextlib.contextmanager
+def replica_noise(model):
+    """Each replica of a step draws its own noise.
+
+    Under a `MirroredStrategy` the seed generators' states are mirrored: one
+    value, read by every replica, so without this row i of every replica's
+    shard would get the same noise. Inside the block, every seed a replica
+    draws has the replica's index added to its first word (`SeedStream`):
+    the seeds (first + r, draw) of replica r are seeds no other replica
+    draws, and TensorFlow's stateless generators scramble a seed into an
+    unrelated stream. With one replica nothing changes.
+
+    Args:
+        model: the model (or layer) whose seed generators to move.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        yield
+        return
+    streams = [
+        layer.seed_generator for layer in model._flatten_layers()
+        if isinstance(getattr(layer, "seed_generator", None), SeedStream)
+    ]
+    replica = tf.cast(context.replica_id_in_sync_group, "int64")
+    for stream in streams:
+        stream.offset = tf.stack([replica, tf.constant(0, "int64")])
+    try:
+        yield
+    finally:  # the offset belongs to this trace of the step only
+        for stream in streams:
+            stream.offset = None
 
 
 def train_step(model, data):
@@ -17,7 +53,7 @@ def train_step(model, data):
     # own train_step does; with one replica this divides by 1. The loss is
     # scaled as the optimizer says (a no-op but under mixed_float16).
     replicas = tf.distribute.get_strategy().num_replicas_in_sync
-    with tf.GradientTape() as tape:
+    with tf.GradientTape() as tape, replica_noise(model):
         losses = training_losses(model, inputs)
         loss = model.optimizer.scale_loss(losses["loss"] / replicas)
     gradients = tape.gradient(loss, model.trainable_weights)
@@ -26,7 +62,9 @@ def train_step(model, data):
 
 
 def test_step(model, data):
-    return update_trackers(model, model.compute_losses(step_inputs(data), training=False))
+    with replica_noise(model):
+        losses = model.compute_losses(step_inputs(data), training=False)
+    return update_trackers(model, losses)
 
 
 def list_devices():
