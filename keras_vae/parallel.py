@@ -111,6 +111,13 @@ class Processes:
         """Ends the group after training; the chief goes on alone."""
         raise NotImplementedError
 
+    def join_at_end(self):
+        """Every process waits here until the chief, which writes the run
+        folder after training (the test numbers, `--final-iw-samples`, the
+        figures), arrives too: for an engine whose departing processes would
+        otherwise wait for the others only so long (JAX). Nothing to wait
+        for by default."""
+
 
 @dataclasses.dataclass
 class Topology:
@@ -226,6 +233,12 @@ class Topology:
         """Ends the process group after training; the chief goes on alone."""
         if self.group is not None:
             self.group.finish()
+
+    def join_at_end(self):
+        """The processes leave together, once the chief wrote the run folder
+        (`Processes.join_at_end`)."""
+        if self.group is not None:
+            self.group.join_at_end()
 
 
 def pad_rows(array, multiple):

@@ -147,6 +147,51 @@ def test_two_jax_processes_train_like_one_process_with_two_devices(tmp_path, bac
     np.testing.assert_allclose(images, chief["images"], atol=1e-5)
 
 
+# JAX's shutdown barrier shortened from 300 s to 3 s, then the script: a
+# process that leaves waits for the others that long, then aborts them all.
+SHORT_SHUTDOWN = """
+import functools, runpy, sys
+import jax
+jax.distributed.initialize = functools.partial(jax.distributed.initialize, shutdown_timeout_seconds=3)
+sys.argv = sys.argv[1:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+@pytest.mark.slow
+def test_two_jax_processes_leave_together_after_the_chiefs_long_final_work(tmp_path, backend):
+    if backend != "jax":
+        pytest.skip("JAX's shutdown barrier")
+    wrapper, folder, port = tmp_path / "short_shutdown.py", tmp_path / "run", free_port()
+    wrapper.write_text(SHORT_SHUTDOWN)
+    train = [
+        SCRIPTS / "train.py", "--epochs", "1", "--num-train", "512", "--num-test", "500", "--hidden-dim", "32",
+        "--latent-dim", "4", "--final-iw-samples", "5000", "--devices", "2", "--verbose", "0", "--output-dir", folder,
+    ]
+    processes = [
+        subprocess.Popen(
+            [sys.executable, wrapper, *map(str, train)], cwd=ROOT,
+            env={**os.environ, "KERAS_BACKEND": "jax",
+                 "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
+                 "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(rank)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for rank in (0, 1)
+    ]
+    try:
+        errors = [process.communicate(timeout=400)[1] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    assert [process.returncode for process in processes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert np.isfinite(metrics["test_iw_nll"]) and metrics["test_iw_samples"] == 5000
+    # The chief's work after training (the test loss, 5000 importance samples
+    # of 500 images, the figures) outlasted the shortened shutdown timeout.
+    written = [path.stat().st_mtime for path in folder.rglob("*") if path.is_file()]
+    assert max(written) - (folder / "history.csv").stat().st_mtime > 3
+
+
 MIRRORED_STEP = """
 import json, sys
 import numpy as np

@@ -6,6 +6,7 @@ import os
 import jax
 import keras
 import numpy as np
+from jax._src import distributed as jax_distributed
 from jax.experimental import multihost_utils
 
 from keras_vae.engines.common import step_inputs, training_losses, update_trackers
@@ -109,6 +110,10 @@ class OneStepAtATime(keras.callbacks.Callback):
 class JaxProcesses(Processes):
     """JAX's multi-process runtime, outside the training step."""
 
+    #: How long the other processes wait for the chief's work after training
+    #: (a chief that dies is noticed sooner, by the runtime's heartbeat).
+    END_TIMEOUT_S = 24 * 3600
+
     def broadcast_text(self, text):
         data = np.zeros(4096, dtype=np.uint8)
         encoded = text.encode()[:4096]
@@ -125,6 +130,21 @@ class JaxProcesses(Processes):
 
     def finish(self):
         multihost_utils.sync_global_devices("keras_vae: training done")
+
+    def join_at_end(self):
+        """A process that returns waits for the others in JAX's shutdown
+        barrier, for at most its `shutdown_timeout_seconds` (300 s), and then
+        aborts both: the others wait for the chief here instead, in the
+        runtime's own barrier (the one JAX's multi-process tests end with)."""
+        try:
+            jax_distributed.global_state.client.wait_at_barrier(
+                "keras_vae: run folder written", self.END_TIMEOUT_S * 1000
+            )
+        except Exception as error:  # noqa: BLE001  (JaxRuntimeError: the chief left or timed out)
+            reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+            raise UserError(
+                f"process {jax.process_index()}: the chief (process 0) did not finish the run folder ({reason})"
+            ) from None
 
 
 def _names(devices):

@@ -411,7 +411,9 @@ def fit(session, verbose):
 
 
 def finish(session):
-    """Saves the model and, on the chief, writes the test numbers and figures.
+    """Saves the model and, on the chief, writes the test numbers and figures;
+    the other processes wait for it (`Topology.join_at_end`), so that all
+    leave together however long the chief's work takes.
 
     Returns:
         The metrics (the chief), or None (the other processes).
@@ -424,6 +426,8 @@ def finish(session):
         shutil.rmtree(session.scratch.path, ignore_errors=True)
     if not topology.chief:
         topology.finish()
+        if diverged is None:
+            topology.join_at_end()  # while the chief writes the run folder
         return None
     if diverged is not None:
         topology.finish()
@@ -439,6 +443,7 @@ def finish(session):
     dataset = session.dataset
     visualize.make_figures(model, dataset.x_test, dataset.y_test, run.figures, run_dir=run.path)
     session.checkpoint.delete()  # the run is finished
+    topology.join_at_end()  # the other processes leave with the chief
     return metrics
 
 
