@@ -224,6 +224,10 @@ class Topology:
             raise UserError(message)
         return result
 
+    def from_chief(self, text):
+        """The chief's `text`, on every process."""
+        return text if self.group is None else self.group.broadcast_text(text)
+
     def sum_over_processes(self, array):
         """The sum of a NumPy array over the processes (float64), on every process."""
         array = np.asarray(array, dtype="float64")

@@ -17,7 +17,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, SCRIPTS, committed_epoch, one_error_line, run_python
+from conftest import ROOT, SCRIPTS, committed_epoch, kill_after_epoch, one_error_line, run_python
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE
 from keras_vae.run import folder as run_folder
@@ -84,6 +84,32 @@ def run_on(devices, args, backend, timeout=600, **kwargs):
     return run_python([*launcher, *args], backend=backend, timeout=timeout, **kwargs)
 
 
+def run_jax_processes(commands, timeout=400):
+    """Runs `commands` as JAX processes 0, 1, ... of one job on 127.0.0.1.
+
+    Returns:
+        `[(returncode, stderr)]`, one per process.
+    """
+    port = free_port()
+    processes = [
+        subprocess.Popen(
+            [sys.executable, *map(str, command)], cwd=ROOT,
+            env={**os.environ, "KERAS_BACKEND": "jax",
+                 "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
+                 "KERAS_DISTRIBUTION_NUM_PROCESSES": str(len(commands)),
+                 "KERAS_DISTRIBUTION_PROCESS_ID": str(rank)},
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )
+        for rank, command in enumerate(commands)
+    ]
+    try:
+        errors = [process.communicate(timeout=timeout)[1] for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    return [(process.returncode, error) for process, error in zip(processes, errors)]
+
+
 def parity_run(tmp_path, backend, devices, mode="flag"):
     out, worker = tmp_path / f"{mode}-{devices}", tmp_path / "worker.py"
     worker.write_text(PARITY_WORKER)  # a file: torchrun runs no -c
@@ -118,23 +144,9 @@ def test_two_jax_processes_train_like_one_process_with_two_devices(tmp_path, bac
     if backend != "jax":
         pytest.skip("keras.distribution.initialize: JAX's multi-process runtime")
     two_devices, _ = parity_run(tmp_path, backend, 2)
-    worker, out, port = tmp_path / "worker.py", tmp_path / "processes", free_port()
-    processes = [
-        subprocess.Popen(
-            [sys.executable, worker, "2", str(out), "flag"], cwd=ROOT,
-            env={**os.environ, "KERAS_BACKEND": "jax",
-                 "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
-                 "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(rank)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
-        for rank in (0, 1)
-    ]
-    try:
-        errors = [process.communicate(timeout=300)[1] for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    assert [process.returncode for process in processes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    worker, out = tmp_path / "worker.py", tmp_path / "processes"
+    ended = run_jax_processes([[worker, "2", out, "flag"]] * 2, timeout=300)
+    assert [code for code, _ in ended] == [0, 0], ended[0][1][-2000:] + ended[1][1][-2000:]
     chief, other = np.load(f"{out}.npz"), np.load(f"{out}.1.npz")
     # One model: both processes hold the same weights after the step ...
     np.testing.assert_array_equal(chief["update"], other["update"])
@@ -162,28 +174,14 @@ runpy.run_path(sys.argv[0], run_name="__main__")
 def test_two_jax_processes_leave_together_after_the_chiefs_long_final_work(tmp_path, backend):
     if backend != "jax":
         pytest.skip("JAX's shutdown barrier")
-    wrapper, folder, port = tmp_path / "short_shutdown.py", tmp_path / "run", free_port()
+    wrapper, folder = tmp_path / "short_shutdown.py", tmp_path / "run"
     wrapper.write_text(SHORT_SHUTDOWN)
     train = [
         SCRIPTS / "train.py", "--epochs", "1", "--num-train", "512", "--num-test", "500", "--hidden-dim", "32",
         "--latent-dim", "4", "--final-iw-samples", "5000", "--devices", "2", "--verbose", "0", "--output-dir", folder,
     ]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, wrapper, *map(str, train)], cwd=ROOT,
-            env={**os.environ, "KERAS_BACKEND": "jax",
-                 "KERAS_DISTRIBUTION_JOB_ADDRESSES": f"127.0.0.1:{port}",
-                 "KERAS_DISTRIBUTION_NUM_PROCESSES": "2", "KERAS_DISTRIBUTION_PROCESS_ID": str(rank)},
-            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-        )
-        for rank in (0, 1)
-    ]
-    try:
-        errors = [process.communicate(timeout=400)[1] for process in processes]
-    finally:
-        for process in processes:
-            process.kill()
-    assert [process.returncode for process in processes] == [0, 0], errors[0][-2000:] + errors[1][-2000:]
+    ended = run_jax_processes([[wrapper, *train]] * 2)
+    assert [code for code, _ in ended] == [0, 0], ended[0][1][-2000:] + ended[1][1][-2000:]
     metrics = json.loads((folder / "metrics.json").read_text())
     assert np.isfinite(metrics["test_iw_nll"]) and metrics["test_iw_samples"] == 5000
     # The chief's work after training (the test loss, 5000 importance samples
@@ -401,6 +399,23 @@ def test_a_two_device_run_resumed_after_a_kill_is_the_uninterrupted_run(tmp_path
     ours, theirs = (load_model(folder / "model.keras").get_weights() for folder in (resumed, whole))
     for mine, other in zip(ours, theirs, strict=True):
         np.testing.assert_allclose(mine, other, rtol=tolerance, atol=tolerance / 10)
+
+
+@pytest.mark.slow
+def test_processes_that_find_different_checkpoints_refuse_to_resume(tmp_path, backend):
+    if backend != "jax":
+        pytest.skip("two JAX processes whose run folders differ (torchrun gives every process the same flags)")
+    shared, own = tmp_path / "shared", tmp_path / "own"
+    train = [SCRIPTS / "train.py", "--epochs", "3", *TINY_RUN[:-2]]
+    assert kill_after_epoch([sys.executable, *map(str, train), "--output-dir", str(shared)], shared, 1) >= 1
+    # Process 1's host does not see the chief's folder: its own is empty.
+    ended = run_jax_processes([[*train, "--devices", "2", "--output-dir", folder] for folder in (shared, own)])
+    assert [code for code, _ in ended] == [2, 2]
+    for _, error in ended:
+        lines = [line for line in error.splitlines() if line.startswith("train.py: error:")]
+        assert len(lines) == 1 and "storage that every host reads at the same path" in lines[0], error[-2000:]
+    assert "this process 1 after epoch 0" in ended[1][1]
+    assert not (own / "config.json").exists()
 
 
 def test_bad_device_requests_are_one_line(tmp_path, backend):

@@ -336,6 +336,7 @@ def prepare(config, run, dataset, topology, initial=None):
     done, _, passed_over = RunCheckpoint(run.backup).resume_point(
         config.model_config(image_shape=dataset.image_shape, num_classes=dataset.num_classes).weight_shapes()
     )
+    check_same_resume_point(topology, run, done)
     batch_size = topology.check_batch_size(config.batch_size)  # this process's share
     steps = steps_per_epoch(dataset, topology, batch_size)
     with dtype_policy(config.dtype_policy), topology.scope():
@@ -367,6 +368,26 @@ def prepare(config, run, dataset, topology, initial=None):
     _role_callbacks(session, rows)
     session.callbacks += topology.callbacks()  # after the checkpoint is restored
     return session
+
+
+def check_same_resume_point(topology, run, done):
+    """Refuses, on every process, to resume from checkpoints that differ
+    between processes: a host that does not see the chief's run folder
+    (its `backup/`) would start from another epoch, and the processes'
+    collectives would no longer match.
+
+    Raises:
+        UserError: on every process, naming the shared-storage rule.
+    """
+    if topology.processes == 1:
+        return
+    chief = int(topology.from_chief(str(done)))
+    if topology.sum_over_processes([chief != done])[0]:
+        here = "" if chief == done else f", this process {topology.rank} after epoch {done}"
+        raise UserError(
+            f"the processes found different checkpoints in {run.path} (the chief resumes after epoch "
+            f"{chief}{here}): the run folder must be on storage that every host reads at the same path"
+        )
 
 
 def _role_callbacks(session, rows):
