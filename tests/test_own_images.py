@@ -172,6 +172,9 @@ def test_a_tfds_colour_dataset_without_a_test_split_is_read_by_name(tmp_path):
     np.testing.assert_array_equal(images, dataset.x_train[3:17])
     np.testing.assert_array_equal(labels, dataset.y_train[3:17])
     np.testing.assert_array_equal(streamed.x_val, dataset.x_val)
+    # Read again as a run recorded it: from the run's --data-dir, not $TFDS_DATA_DIR.
+    recorded = data.DataSettings(dataset="tiny_colours", validation_split=5, test_split=0.25, data_dir=str(tmp_path))
+    np.testing.assert_array_equal(recorded.load_split("test")[0], dataset.x_test)
 
 
 @pytest.mark.any_backend

@@ -305,8 +305,8 @@ def add_test_data_flags(parser, default_binarize):
     parser.add_argument("--num-examples", type=positive_int, default=None, help="use only the first N images of the split (default: all)")
     parser.add_argument("--image-size", default=None, metavar="HxW", help="resize the images (default: the run's --image-size)")
     parser.add_argument("--channels", type=int, default=None, choices=data.CHANNELS, help="convert the images to 1 (grey) or 3 (colour) channels (default: the run's)")
-    parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory")
-    parser.add_argument("--manual-dir", default=None, help="folder with the dataset's original files")
+    parser.add_argument("--data-dir", default=None, help="prepared TFDS data directory (default: the run's --data-dir where it exists, else $TFDS_DATA_DIR, else ~/tensorflow_datasets)")
+    parser.add_argument("--manual-dir", default=None, help="folder with the dataset's original files (default: the run's where it exists)")
 
 
 ModelAndData = collections.namedtuple(

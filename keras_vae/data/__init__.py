@@ -136,8 +136,9 @@ class Dataset:
 
 
 class DataSettings(typing.NamedTuple):
-    """What data a run read, enough to read it again: its flags, and the
-    `Dataset.fingerprint` of what it read (None where unrecorded)."""
+    """What data a run read, enough to read it again: its flags (where the
+    data was among them), and the `Dataset.fingerprint` of what it read
+    (None where unrecorded)."""
 
     dataset: str = "mnist"
     binarize: str = "none"
@@ -146,16 +147,29 @@ class DataSettings(typing.NamedTuple):
     channels: int | None = None
     test_split: float = DEFAULT_TEST_SPLIT
     fingerprint: str | None = None
+    data_dir: str | None = None
+    manual_dir: str | None = None
 
     def load_split(self, split="test", data_dir=None, manual_dir=None, limit=None):
         """`load_split` of this data: `(images, labels)`; a folder or file that
-        changed since the run read it is refused (`DataError`)."""
+        changed since the run read it is refused (`DataError`).
+
+        `data_dir` and `manual_dir` default to the run's own where those
+        folders still exist (a TFDS version prepared elsewhere has the same
+        fingerprint), else to TFDS's default (`resolve_data_dir`).
+        """
+        data_dir = data_dir or _existing(self.data_dir)
+        manual_dir = manual_dir or _existing(self.manual_dir)
         return load_split(
             self.dataset, split, data_dir, manual_dir, limit, self.binarize,
             validation_split=self.validation_split or 0,
             image_size=parse_image_size(self.image_size) if self.image_size else None,
             channels=self.channels, test_split=self.test_split, fingerprint=self.fingerprint,
         )
+
+
+def _existing(folder):
+    return folder if folder and Path(folder).is_dir() else None
 
 
 def open_source(name, data_dir=None, manual_dir=None, test_split=DEFAULT_TEST_SPLIT):
