@@ -304,9 +304,9 @@ TINY_RUN = [
 ]
 
 
-def kill_tree(pid):
-    """SIGKILL to a process and all its descendants (torchrun's workers lead
-    sessions of their own), found through /proc."""
+def descendants(pid):
+    """`pid` and all its descendants (torchrun's workers lead sessions of
+    their own), found through /proc."""
     children = {}
     for stat in os.listdir("/proc"):
         if stat.isdigit():
@@ -320,7 +320,20 @@ def kill_tree(pid):
         current = queue.pop()
         tree.append(current)
         queue += children.get(current, [])
-    for member in tree:
+    return tree
+
+
+def alive(pid):
+    """True while `pid` runs (not gone, not a zombie)."""
+    try:
+        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def kill_tree(pid):
+    """SIGKILL to a process and all its descendants."""
+    for member in descendants(pid):
         try:
             os.kill(member, signal.SIGKILL)
         except ProcessLookupError:
@@ -373,6 +386,33 @@ def test_a_killed_two_device_run_resumes_and_its_model_loads_on_one(tmp_path, ba
     # The sample grid of the last epoch is a picture, not noise: ink on black.
     grid = model.generate(64, seed=0)
     assert 0.02 < grid.mean() < 0.5
+
+
+@pytest.mark.slow
+def test_killing_torchrun_alone_stops_its_workers_and_the_run_resumes(tmp_path, backend):
+    if backend != "torch":
+        pytest.skip("torchrun is torch's")
+    folder = tmp_path / "run"
+    args = [SCRIPTS / "train.py", "--epochs", "6", "--output-dir", folder, *TINY_RUN]
+    launcher = subprocess.Popen(
+        [sys.executable, *torchrun(2), *map(str, args)], cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "torch"},
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    deadline = time.time() + 300
+    while committed_epoch(folder) < 1 and launcher.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    workers = descendants(launcher.pid)[1:]
+    assert len(workers) >= 2 and committed_epoch(folder) < 6
+    os.kill(launcher.pid, signal.SIGKILL)  # torchrun only, as `kill -9 PID` does
+    launcher.wait()
+    deadline = time.time() + 30
+    while any(map(alive, workers)) and time.time() < deadline:
+        time.sleep(0.1)
+    assert not any(map(alive, workers)), "torchrun's workers outlived it"
+    result = run_on(2, args, backend)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Resuming" in result.stdout
+    assert [row["epoch"] for row in run_folder.read_history(folder / "history.csv")] == [1, 2, 3, 4, 5, 6]
 
 
 @pytest.mark.slow

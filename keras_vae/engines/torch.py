@@ -1,7 +1,10 @@
 """The PyTorch engine: its autograd step with Keras's Adam fused into one
 kernel, and the processes of a torchrun for --devices."""
 
+import ctypes
 import os
+import signal
+import sys
 
 import keras
 import torch
@@ -224,6 +227,28 @@ class TorchProcesses(Processes):
             dist.destroy_process_group()
 
 
+#: Linux's prctl option: the signal a process gets when its parent exits.
+PR_SET_PDEATHSIG = 1
+
+
+def exit_with_launcher():
+    """Ends this process when the launcher that started it (torchrun) dies.
+
+    torchrun starts each worker as the leader of a session of its own, so
+    a `kill -9` of torchrun alone would leave its workers training to the
+    end, holding the run folder. On Linux the kernel sends the worker
+    SIGKILL when its parent exits (`PR_SET_PDEATHSIG`; the checkpoint is
+    committed atomically, so the run resumes from its last epoch); a worker
+    whose parent is already gone leaves at once. Elsewhere, nothing.
+    """
+    if not sys.platform.startswith("linux"):
+        return
+    parent = os.getppid()
+    ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() != parent:  # the launcher died before the call
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
 def setup(requested):
     """The processes torchrun started, one per device (Keras 3 has no managed
     data parallelism for `fit` on torch)."""
@@ -242,6 +267,7 @@ def setup(requested):
         )
     if world == 1:
         return Topology(names=list_devices()[:1])
+    exit_with_launcher()
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     cuda = torch.cuda.is_available()
     if cuda:
