@@ -461,15 +461,13 @@ def test_processes_that_find_different_checkpoints_refuse_to_resume(tmp_path, ba
 def test_bad_device_requests_are_one_line(tmp_path, backend):
     train = [SCRIPTS / "train.py", "--epochs", "1", "--output-dir", tmp_path / "run"]
     one_error_line(run_python([*train, "--devices", "two"]), "--devices", "'two'")
-    if backend == "torch":
-        one_error_line(run_python([*train, "--devices", "2"]), "torchrun --nproc-per-node 2")
-    else:
-        too_many = str(os.cpu_count() + 1)
-        one_error_line(run_python([*train, "--devices", too_many]), f"--devices {too_many}", "or fewer")
-        one_error_line(
-            run_python([*train, "--devices", "2", "--batch-size", "127"]),
-            "--batch-size 127", "2 devices",
-        )
+    # On torch, checked before any worker process starts.
+    too_many = str(os.cpu_count() + 1)
+    one_error_line(run_python([*train, "--devices", too_many]), f"--devices {too_many}", "or fewer")
+    one_error_line(
+        run_python([*train, "--devices", "2", "--batch-size", "127"]),
+        "--batch-size 127", "2 devices",
+    )
     joining = ["--coordinator", "127.0.0.1:1", "--num-processes", "2", "--process-id", "0"]
     if backend == "jax":
         one_error_line(run_python([*train, *joining[:2]]), "give all three of --coordinator")
@@ -477,6 +475,23 @@ def test_bad_device_requests_are_one_line(tmp_path, backend):
     else:
         one_error_line(run_python([*train, *joining]), "join JAX processes")
     assert not (tmp_path / "run").exists()  # nothing written
+
+
+@pytest.mark.slow
+def test_one_command_trains_on_two_torch_processes(tmp_path, backend):
+    if backend != "torch":
+        pytest.skip("torch trains in processes of its own")
+    folder = tmp_path / "run"
+    result = run_python([SCRIPTS / "train.py", "--epochs", "2", "--output-dir", folder, *TINY_RUN])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count("test loss") == 1  # the chief's output; the other's goes to a log
+    assert json.loads((folder / "config.json").read_text())["topology"]["processes"] == 2
+    assert [row["epoch"] for row in run_folder.read_history(folder / "history.csv")] == [1, 2]
+    # A worker's error is its one line: no launcher traceback, nothing written.
+    failed = run_python([SCRIPTS / "train.py", "--dataset", "cifar10", "--output-dir", tmp_path / "other", *TINY_RUN])
+    one_error_line(failed, "cifar10", "not prepared")
+    assert "Traceback" not in failed.stderr and "ChildFailedError" not in failed.stderr
+    assert not (tmp_path / "other").exists()
 
 
 @pytest.mark.slow

@@ -15,11 +15,14 @@ from keras_vae.run import trainer
 
 def main(args, prog):
     """Trains as `args.config` says into `args.run`, then prints the test numbers."""
-    # Before anything runs on the backend: virtual CPU devices are set at its start.
-    topology = engines.setup(args.config.devices)
-    if topology.chief:
-        flags.announce_backend(prog, topology.describe())
     try:
+        status = engines.launch(args.config.devices, args.config.batch_size)
+        if status is not None:  # worker processes ran this command (torch --devices N)
+            return status
+        # Before anything runs on the backend: virtual CPU devices are set at its start.
+        topology = engines.setup(args.config.devices)
+        if topology.chief:
+            flags.announce_backend(prog, topology.describe())
         metrics = trainer.train_and_evaluate(
             args.config, args.run.path, verbose=args.verbose, topology=topology,
             restart=args.restart,

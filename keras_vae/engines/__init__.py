@@ -8,6 +8,7 @@ on the loss, and JAX needs a pure function of the variables. Each engine
 module has the same interface:
 
     train_step(model, ...), test_step(model, ...)   called by `VAE`
+    launch(requested, batch_size) -> status or None   start worker processes (torch)
     setup(requested) -> parallel.Topology             --devices N on this engine
     list_devices()                                    e.g. ["cpu:0"]
     one_device(network)                               no batch split over devices
@@ -52,6 +53,22 @@ def setup(requested=1):
     if requested == ALL and all(name.startswith("cpu") for name in topology.names):
         topology.note = all_on_cpus(topology)  # said, not chosen silently
     return topology
+
+
+def launch(requested, batch_size):
+    """Starts the worker processes that train on `requested` devices, where
+    the engine trains in processes of its own (torch, without torchrun), and
+    waits for them.
+
+    Returns:
+        Their exit status, or None where this process trains itself (then
+        call `setup`).
+
+    Raises:
+        UserError: a device count or batch size that cannot be run, before
+            any worker starts.
+    """
+    return current.launch(parse_devices(requested), batch_size)
 
 
 def list_devices():

@@ -83,6 +83,12 @@ def test_step(model, state, data):
 # Devices and processes ------------------------------------------------------
 
 
+def launch(requested, batch_size):
+    """Nothing to start: this engine trains on its devices in this process
+    (`setup`). Returns None."""
+    return None
+
+
 def list_devices():
     return keras.distribution.list_devices()
 

@@ -67,6 +67,12 @@ def test_step(model, data):
     return update_trackers(model, losses)
 
 
+def launch(requested, batch_size):
+    """Nothing to start: this engine trains on its devices in this process
+    (`setup`). Returns None."""
+    return None
+
+
 def list_devices():
     return keras.distribution.list_devices()
 

@@ -2,17 +2,25 @@
 kernel, and the processes of a torchrun for --devices."""
 
 import ctypes
+import logging
 import os
+import shutil
 import signal
+import socket
 import sys
+import tempfile
+from pathlib import Path
 
 import keras
 import torch
 import torch.distributed as dist
+from torch.distributed.elastic.multiprocessing.api import DefaultLogsSpecs, SignalException, Std
+from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from keras_vae.engines.common import step_inputs, training_losses, update_trackers
 from keras_vae.errors import UserError
-from keras_vae.parallel import ALL, Processes, Topology, too_many
+from keras_vae.parallel import ALL, Processes, Topology, cpu_cores, too_many
 
 
 def train_step(model, data):
@@ -249,15 +257,89 @@ def exit_with_launcher():
         os.kill(os.getpid(), signal.SIGKILL)
 
 
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def launch(requested, batch_size):
+    """Starts one worker process per device on this host, running this
+    command again, and waits for them: `--devices N` without torchrun.
+
+    Checked here first, before any worker starts (one line, exit 2): the
+    device count against the GPUs (or, without any, the CPU cores) and the
+    batch size against the count. The workers are started by torch's own
+    launcher (`torch.distributed.launcher`, what torchrun runs) on 127.0.0.1;
+    the chief's standard output is the command's, the workers' errors go to
+    log files: a failure is told in one line (the chief's error, else
+    another worker's), the chief's warnings are repeated at the end. For
+    several hosts, use torchrun.
+
+    Args:
+        requested: the device count, or `"all"`.
+        batch_size: the global batch.
+
+    Returns:
+        The workers' exit status (0, or the first failure's), or None where
+        this process trains itself (one device, or under torchrun).
+    """
+    if "WORLD_SIZE" in os.environ:  # under torchrun, or a worker of ours
+        return None
+    present = torch.cuda.device_count() or cpu_cores()
+    count = present if requested == ALL and torch.cuda.is_available() else (1 if requested == ALL else requested)
+    if count == 1:
+        return None
+    if count > present:
+        raise too_many(requested, present, "GPU" if torch.cuda.is_available() else "CPU core")
+    Topology(devices=count).check_batch_size(batch_size)
+    logs = tempfile.mkdtemp(prefix="keras-vae-workers-")
+    config = LaunchConfig(
+        min_nodes=1, max_nodes=1, nproc_per_node=count, rdzv_backend="c10d",
+        rdzv_endpoint=f"127.0.0.1:{_free_port()}", max_restarts=0, run_id=f"keras-vae-{os.getpid()}",
+        # The chief's standard output is the command's; every worker's
+        # error output is kept, so that a failure is told in one line.
+        logs_specs=DefaultLogsSpecs(log_dir=logs, redirects={0: Std.ERR, **{r: Std.ALL for r in range(1, count)}}),
+    )
+    # The launcher logs each worker's end in lines of its own: the chief's
+    # error line (or the note below) says what failed.
+    for name in [*logging.root.manager.loggerDict, "torch.distributed.elastic"]:
+        if name.startswith("torch.distributed.elastic"):  # each has a level of its own
+            logging.getLogger(name).setLevel(logging.CRITICAL)
+    try:
+        elastic_launch(config, entrypoint=sys.executable)(*sys.orig_argv[1:])
+    except SignalException:  # Ctrl-C (or a kill) of this command: the workers were stopped
+        raise KeyboardInterrupt from None
+    except ChildFailedError as error:
+        statuses = sorted(f.exitcode for f in error.failures.values() if f.exitcode > 0)
+        told = [_worker_errors(logs, rank) for rank in range(count)]
+        line = next((lines[-1] for lines in told if lines), None)  # the chief's first
+        print(line or f"a worker process failed; the workers' output is in {logs}", file=sys.stderr)
+        return statuses[0] if statuses else 1
+    for path in Path(logs).rglob("stderr.log"):  # the chief's warnings, now it is done
+        if path.parent.name == "0":
+            sys.stderr.write(path.read_text(errors="replace"))
+    shutil.rmtree(logs, ignore_errors=True)
+    return 0
+
+
+def _worker_errors(logs, rank):
+    """The error lines (`PROG: error: ...`) worker `rank` wrote to its log."""
+    for path in Path(logs).rglob("stderr.log"):
+        if path.parent.name == str(rank):
+            return [line for line in path.read_text(errors="replace").splitlines() if ": error: " in line]
+    return []
+
+
 def setup(requested):
-    """The processes torchrun started, one per device (Keras 3 has no managed
-    data parallelism for `fit` on torch)."""
+    """The processes torchrun (or `launch`) started, one per device (Keras 3
+    has no managed data parallelism for `fit` on torch)."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     count = world if requested == ALL else requested
     if world == 1 and count > 1:
         raise UserError(
             f"--devices {count} on the torch backend needs one process per device: "
-            f"launch with `torchrun --nproc-per-node {count} scripts/train.py ...` "
+            f"launch with `torchrun --nproc-per-node {count} scripts/evaluate.py ...` "
             f"(or `python -m torch.distributed.run ...`)"
         )
     if count != world:

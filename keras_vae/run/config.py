@@ -179,8 +179,8 @@ class TrainConfig:
         "mixed_float16 adds loss scaling)", choices=DTYPE_POLICIES)
     devices: str = setting(
         "1", "data parallel over N devices: the local GPUs (TensorFlow, JAX), N virtual "
-        "CPU devices on a machine without any (for testing), or the N processes torchrun "
-        "started (torch); all: every local accelerator. --batch-size is the global batch",
+        "CPU devices on a machine without any (for testing), or N processes on torch "
+        "(started by train.py itself, or by torchrun); all: every local accelerator. --batch-size is the global batch",
         resumable=True, metavar="N|all")
     tensorboard: bool = setting(
         False, "also write TensorBoard logs (every loss per epoch, and the epoch's sample "
