@@ -251,13 +251,19 @@ print(json.dumps({"shared": shared, "rows": rows, "shared_before": shared_before
 """
 
 
+def tensorflow_numbers(script, backend):
+    """The JSON that `script`, run on TensorFlow in a process of its own
+    (its logical devices are made before TensorFlow starts), prints last."""
+    if backend != "tensorflow":
+        pytest.skip("tf.distribute is TensorFlow's")
+    result = run_python(["-c", script], backend="tensorflow")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 @pytest.mark.slow
 def test_tensorflow_replicas_draw_noise_no_other_replica_draws(backend):
-    if backend != "tensorflow":
-        pytest.skip("MirroredStrategy is TensorFlow's")
-    result = run_python(["-c", REPLICA_NOISE], backend="tensorflow")
-    assert result.returncode == 0, result.stderr[-3000:]
-    found = json.loads(result.stdout.strip().splitlines()[-1])
+    found = tensorflow_numbers(REPLICA_NOISE, backend)
     assert found["rows"] == 10_000  # ten thousand different rows of noise on each replica
     assert found["shared"] == 0  # and none of one replica's is the other's
     assert found["shared_before"] == 10_000  # the mirrored seed state alone: the same rows
@@ -266,11 +272,7 @@ def test_tensorflow_replicas_draw_noise_no_other_replica_draws(backend):
 @pytest.mark.slow
 def test_mirrored_strategy_update_equals_the_one_device_update(backend):
     # A user's own MirroredStrategy scope, without keras-vae's flag.
-    if backend != "tensorflow":
-        pytest.skip("tf.distribute is TensorFlow's")
-    result = run_python(["-c", MIRRORED_STEP], backend="tensorflow")
-    assert result.returncode == 0, result.stderr[-3000:]
-    numbers = json.loads(result.stdout.strip().splitlines()[-1])
+    numbers = tensorflow_numbers(MIRRORED_STEP, backend)
     assert numbers["two"] / numbers["one"] == pytest.approx(1.0, abs=0.05)  # was 2.0
     assert numbers["two_loss"] == pytest.approx(numbers["one_loss"], rel=0.05)
 
