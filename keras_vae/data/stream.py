@@ -216,6 +216,7 @@ class ShuffledArrays:
         """
         if not 0 <= index < self.num_batches:
             raise IndexError(f"batch {index} of an epoch of {self.num_batches}")
-        positions = np.arange(index * self.batch_size, (index + 1) * self.batch_size)
-        rows = self.order(epoch).take(positions, mode="wrap")
+        start, stop = index * self.batch_size, (index + 1) * self.batch_size
+        order = self.order(epoch)
+        rows = order[start:stop] if stop <= self.count else order.take(np.arange(start, stop), mode="wrap")
         return self.images[rows], self.labels[rows]
