@@ -19,8 +19,8 @@ one block in memory at a time. Each epoch visits every image once:
 
 the shard-then-shuffle of streaming pipelines (tf.data's `interleave` +
 `shuffle`, WebDataset): a batch mixes images of one block, never of two.
-While one block trains, a thread reads the next (two blocks in memory at
-most), so that reading overlaps the steps.
+While one block trains, a thread reads the next (two blocks held, each
+briefly twice while it is shuffled), so that reading overlaps the steps.
 The order is a function of the seed and the epoch alone, so a resumed run
 reads exactly what the uninterrupted one would have. A block's last batch,
 when its images do not fill one, is topped up with the first images of the
