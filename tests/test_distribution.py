@@ -7,20 +7,17 @@ torch. Every check compares with one device in a fresh process.
 
 import json
 import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 
 import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, SCRIPTS, committed_epoch, kill_after_epoch, one_error_line, run_python
+from conftest import ROOT, SCRIPTS, one_error_line, run_python
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE
-from keras_vae.run import folder as run_folder
 
 # One epoch of SGD on 512 real MNIST images in two global batches of 256, on
 # N devices (argv[1]) or, with argv[3] == "keras", under the Keras convention
@@ -159,37 +156,6 @@ def test_two_jax_processes_train_like_one_process_with_two_devices(tmp_path, bac
     np.testing.assert_allclose(images, chief["images"], atol=1e-5)
 
 
-# JAX's shutdown barrier shortened from 300 s to 3 s, then the script: a
-# process that leaves waits for the others that long, then aborts them all.
-SHORT_SHUTDOWN = """
-import functools, runpy, sys
-import jax
-jax.distributed.initialize = functools.partial(jax.distributed.initialize, shutdown_timeout_seconds=3)
-sys.argv = sys.argv[1:]
-runpy.run_path(sys.argv[0], run_name="__main__")
-"""
-
-
-@pytest.mark.slow
-def test_two_jax_processes_leave_together_after_the_chiefs_long_final_work(tmp_path, backend):
-    if backend != "jax":
-        pytest.skip("JAX's shutdown barrier")
-    wrapper, folder = tmp_path / "short_shutdown.py", tmp_path / "run"
-    wrapper.write_text(SHORT_SHUTDOWN)
-    train = [
-        SCRIPTS / "train.py", "--epochs", "1", "--num-train", "512", "--num-test", "500", "--hidden-dim", "32",
-        "--latent-dim", "4", "--final-iw-samples", "5000", "--devices", "2", "--verbose", "0", "--output-dir", folder,
-    ]
-    ended = run_jax_processes([[wrapper, *train]] * 2)
-    assert [code for code, _ in ended] == [0, 0], ended[0][1][-2000:] + ended[1][1][-2000:]
-    metrics = json.loads((folder / "metrics.json").read_text())
-    assert np.isfinite(metrics["test_iw_nll"]) and metrics["test_iw_samples"] == 5000
-    # The chief's work after training (the test loss, 5000 importance samples
-    # of 500 images, the figures) outlasted the shortened shutdown timeout.
-    written = [path.stat().st_mtime for path in folder.rglob("*") if path.is_file()]
-    assert max(written) - (folder / "history.csv").stat().st_mtime > 3
-
-
 MIRRORED_STEP = """
 import json, sys
 import numpy as np
@@ -300,166 +266,6 @@ def test_evaluation_on_two_devices_gives_the_one_device_numbers(tmp_path, backen
     assert two["active_units"] == one["active_units"]
 
 
-TINY_RUN = [
-    "--num-train", "2001", "--num-test", "101", "--hidden-dim", "32",
-    "--latent-dim", "4", "--verbose", "0", "--devices", "2",
-]
-
-
-def descendants(pid):
-    """`pid` and all its descendants (torchrun's workers lead sessions of
-    their own), found through /proc."""
-    children = {}
-    for stat in os.listdir("/proc"):
-        if stat.isdigit():
-            try:
-                fields = open(f"/proc/{stat}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            children.setdefault(int(fields[1]), []).append(int(stat))
-    tree, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        tree.append(current)
-        queue += children.get(current, [])
-    return tree
-
-
-def alive(pid):
-    """True while `pid` runs (not gone, not a zombie)."""
-    try:
-        return open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
-
-
-def kill_tree(pid):
-    """SIGKILL to a process and all its descendants."""
-    for member in descendants(pid):
-        try:
-            os.kill(member, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-
-def kill_on_two_devices_after(args, folder, epoch, backend):
-    """Starts training `args` on two devices (torchrun's two processes on
-    torch), kills it and its processes once `folder` committed `epoch`, and
-    returns the epoch it had committed."""
-    launcher = torchrun(2) if backend == "torch" else []
-    process = subprocess.Popen(
-        [sys.executable, *launcher, *map(str, args)], cwd=ROOT,
-        env={**os.environ, "KERAS_BACKEND": backend},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while committed_epoch(folder) < epoch and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    kill_tree(process.pid)  # torchrun and its processes
-    process.wait()
-    return committed_epoch(folder)
-
-
-@pytest.mark.slow
-def test_a_killed_two_device_run_resumes_and_its_model_loads_on_one(tmp_path, backend):
-    folder = tmp_path / "run"
-    args = [SCRIPTS / "train.py", "--epochs", "5", "--output-dir", folder, *TINY_RUN]
-    killed_at = kill_on_two_devices_after(args, folder, 2, backend)
-    assert 2 <= killed_at < 5, "the run must be killed after epoch 2, before the end"
-
-    # The checkpoint holds no device layout: JAX resumes on one device, the
-    # others on two again.
-    devices = 1 if backend == "jax" else 2
-    resume = [*args[:-1], str(devices)] if devices == 1 else args
-    result = run_on(devices, resume, backend)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"after epoch {killed_at} of 5" in result.stdout
-    assert result.stdout.count("test loss") == 1  # one process reports
-    assert [row["epoch"] for row in run_folder.read_history(folder / "history.csv")] == [1, 2, 3, 4, 5]
-    config = json.loads((folder / "config.json").read_text())
-    assert config["topology"]["devices"] == devices
-    metrics = json.loads((folder / "metrics.json").read_text())
-    # 2001 images, cut to 2000 on two devices; global batches of 128: 16 steps an epoch.
-    assert metrics["num_train"] == (2000 if devices == 2 else 2001)
-    model = load_model(folder / "model.keras")
-    assert int(model.optimizer.iterations) == 5 * 16
-    assert np.isfinite(metrics["test_loss"])
-    assert not (folder / "backup").exists() and not (folder / ".lock").exists()
-    # The sample grid of the last epoch is a picture, not noise: ink on black.
-    grid = model.generate(64, seed=0)
-    assert 0.02 < grid.mean() < 0.5
-
-
-@pytest.mark.slow
-def test_killing_torchrun_alone_stops_its_workers_and_the_run_resumes(tmp_path, backend):
-    if backend != "torch":
-        pytest.skip("torchrun is torch's")
-    folder = tmp_path / "run"
-    args = [SCRIPTS / "train.py", "--epochs", "6", "--output-dir", folder, *TINY_RUN]
-    launcher = subprocess.Popen(
-        [sys.executable, *torchrun(2), *map(str, args)], cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "torch"},
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )
-    deadline = time.time() + 300
-    while committed_epoch(folder) < 1 and launcher.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    workers = descendants(launcher.pid)[1:]
-    assert len(workers) >= 2 and committed_epoch(folder) < 6
-    os.kill(launcher.pid, signal.SIGKILL)  # torchrun only, as `kill -9 PID` does
-    launcher.wait()
-    deadline = time.time() + 30
-    while any(map(alive, workers)) and time.time() < deadline:
-        time.sleep(0.1)
-    assert not any(map(alive, workers)), "torchrun's workers outlived it"
-    result = run_on(2, args, backend)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "Resuming" in result.stdout
-    assert [row["epoch"] for row in run_folder.read_history(folder / "history.csv")] == [1, 2, 3, 4, 5, 6]
-
-
-@pytest.mark.slow
-def test_a_two_device_run_resumed_after_a_kill_is_the_uninterrupted_run(tmp_path, backend):
-    whole, resumed = tmp_path / "whole", tmp_path / "resumed"
-    args = [SCRIPTS / "train.py", "--epochs", "4", *TINY_RUN]
-    result = run_on(2, [*args, "--output-dir", whole], backend)
-    assert result.returncode == 0, result.stderr[-3000:]
-    killed_at = kill_on_two_devices_after([*args, "--output-dir", resumed], resumed, 2, backend)
-    assert 2 <= killed_at < 4, "the run must be killed after epoch 2, before the end"
-    result = run_on(2, [*args, "--output-dir", resumed], backend)
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert f"after epoch {killed_at} of 4" in result.stdout
-    # The images come in the run's own order of (seed, epoch), and the seed
-    # states are in the checkpoint: the same run. TensorFlow's CPU reductions
-    # are not bitwise repeatable from run to run: to 1e-5 there.
-    tolerance = 1e-5 if backend == "tensorflow" else 0
-    rows = [
-        [{k: v for k, v in row.items() if k != "seconds"} for row in run_folder.read_history(folder / "history.csv")]
-        for folder in (resumed, whole)
-    ]
-    for ours, theirs in zip(*rows, strict=True):
-        assert ours == pytest.approx(theirs, rel=tolerance, abs=0)
-    ours, theirs = (load_model(folder / "model.keras").get_weights() for folder in (resumed, whole))
-    for mine, other in zip(ours, theirs, strict=True):
-        np.testing.assert_allclose(mine, other, rtol=tolerance, atol=tolerance / 10)
-
-
-@pytest.mark.slow
-def test_processes_that_find_different_checkpoints_refuse_to_resume(tmp_path, backend):
-    if backend != "jax":
-        pytest.skip("two JAX processes whose run folders differ (torchrun gives every process the same flags)")
-    shared, own = tmp_path / "shared", tmp_path / "own"
-    train = [SCRIPTS / "train.py", "--epochs", "3", *TINY_RUN[:-2]]
-    assert kill_after_epoch([sys.executable, *map(str, train), "--output-dir", str(shared)], shared, 1) >= 1
-    # Process 1's host does not see the chief's folder: its own is empty.
-    ended = run_jax_processes([[*train, "--devices", "2", "--output-dir", folder] for folder in (shared, own)])
-    assert [code for code, _ in ended] == [2, 2]
-    for _, error in ended:
-        lines = [line for line in error.splitlines() if line.startswith("train.py: error:")]
-        assert len(lines) == 1 and "storage that every host reads at the same path" in lines[0], error[-2000:]
-    assert "this process 1 after epoch 0" in ended[1][1]
-    assert not (own / "config.json").exists()
-
-
 def test_bad_device_requests_are_one_line(tmp_path, backend):
     train = [SCRIPTS / "train.py", "--epochs", "1", "--output-dir", tmp_path / "run"]
     one_error_line(run_python([*train, "--devices", "two"]), "--devices", "'two'")
@@ -477,23 +283,6 @@ def test_bad_device_requests_are_one_line(tmp_path, backend):
     else:
         one_error_line(run_python([*train, *joining]), "join JAX processes")
     assert not (tmp_path / "run").exists()  # nothing written
-
-
-@pytest.mark.slow
-def test_one_command_trains_on_two_torch_processes(tmp_path, backend):
-    if backend != "torch":
-        pytest.skip("torch trains in processes of its own")
-    folder = tmp_path / "run"
-    result = run_python([SCRIPTS / "train.py", "--epochs", "2", "--output-dir", folder, *TINY_RUN])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("test loss") == 1  # the chief's output; the other's goes to a log
-    assert json.loads((folder / "config.json").read_text())["topology"]["processes"] == 2
-    assert [row["epoch"] for row in run_folder.read_history(folder / "history.csv")] == [1, 2]
-    # A worker's error is its one line: no launcher traceback, nothing written.
-    failed = run_python([SCRIPTS / "train.py", "--dataset", "cifar10", "--output-dir", tmp_path / "other", *TINY_RUN])
-    one_error_line(failed, "cifar10", "not prepared")
-    assert "Traceback" not in failed.stderr and "ChildFailedError" not in failed.stderr
-    assert not (tmp_path / "other").exists()
 
 
 @pytest.mark.slow
