@@ -121,6 +121,8 @@ class ShuffledBlocks:
         self.count = len(stream) if count is None else int(count)
         self.block = block_images(stream.image_shape, self.batch_size, block)
         self.blocks = [(s, min(s + self.block, self.count)) for s in range(0, self.count, self.block)]
+        self._batches = [-(-(stop - start) // self.batch_size) for start, stop in self.blocks]
+        self._order = (None, None, None)  # (epoch, block order, first batch of each position)
         self._cached = (None, None)
         self._reader = None  # made at the first read: one thread, reading ahead
         self._ahead = (None, None)  # (key, future) of the block read ahead
@@ -128,15 +130,20 @@ class ShuffledBlocks:
     @property
     def num_batches(self):
         """Batches per epoch: `ceil(count / batch_size)`."""
-        return sum(self._batches_in(b) for b in range(len(self.blocks)))
-
-    def _batches_in(self, block):
-        start, stop = self.blocks[block]
-        return -(-(stop - start) // self.batch_size)
+        return sum(self._batches)
 
     def block_order(self, epoch):
         """The blocks in the order `epoch` reads them."""
-        return np.random.default_rng([self.seed, epoch]).permutation(len(self.blocks))
+        return self._epoch_order(epoch)[0]
+
+    def _epoch_order(self, epoch):
+        """`epoch`'s block order and the first batch of each position in it
+        (drawn once per epoch, not per batch)."""
+        if self._order[0] != epoch:
+            order = np.random.default_rng([self.seed, epoch]).permutation(len(self.blocks))
+            firsts = np.cumsum([0] + [self._batches[block] for block in order])
+            self._order = (epoch, order, firsts)
+        return self._order[1:]
 
     def _read(self, epoch, block):
         images, labels = self.stream.read(*self.blocks[block])
@@ -168,10 +175,9 @@ class ShuffledBlocks:
         """
         if not 0 <= index < self.num_batches:
             raise IndexError(f"batch {index} of an epoch of {self.num_batches}")
-        for position, block in enumerate(self.block_order(epoch)):
-            if index < self._batches_in(block):
-                break
-            index -= self._batches_in(block)
+        _, firsts = self._epoch_order(epoch)
+        position = int(np.searchsorted(firsts, index, side="right")) - 1
+        index -= int(firsts[position])
         images, labels = self._shuffled_block(epoch, position)
         rows = np.arange(index * self.batch_size, (index + 1) * self.batch_size)
         return images.take(rows, axis=0, mode="wrap"), labels.take(rows, mode="wrap")
