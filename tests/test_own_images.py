@@ -13,7 +13,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from conftest import SCRIPTS, error_lines, kill_after_epoch, one_error_line, run_here
 from keras_vae import data
-from keras_vae.data import tfds as tfds_source
+from keras_vae.data import tfds as tfds_source, transform
 from keras_vae.errors import DataError
 from keras_vae.run import folder as run_folder
 
@@ -236,3 +236,14 @@ def test_bad_data_requests_are_one_line_and_write_nothing(tmp_path, monkeypatch)
         line = one_error_line(result, message)
         assert not folder.exists(), (args, line)
     assert error_lines(run_here("train.py", "--channels", "2", "--output-dir", tmp_path / "run"))[-1].endswith("(choose from 1, 3)")
+
+
+@pytest.mark.any_backend
+def test_messages_name_images_by_their_number_made_when_asked():
+    names = transform.Numbered("npz:a.npz x_train[", 3, 5, "]")
+    assert len(names) == 2 and list(names) == ["npz:a.npz x_train[3]", "npz:a.npz x_train[4]"]
+    pictures = [np.zeros((4, 4), "uint8"), np.zeros((5, 5), "uint8")]
+    with pytest.raises(DataError, match=r"4x4 in npz:a.npz x_train\[3\], 5x5 in npz:a.npz x_train\[4\]"):
+        transform.fit(pictures, names)
+    with pytest.raises(DataError, match=r"x_train\[4\]: pixels of type float32"):
+        transform.fit([pictures[0], np.zeros((4, 4), "float32")], names)

@@ -88,5 +88,5 @@ class ArraysSource:
     def read(self, split, start, stop, size=None, channels=None):
         """Images `start:stop` of `split` (see `TfdsSource.read`)."""
         images = self._images[split][start:stop]
-        names = [f"{self.name} x_{split}[{i}]" for i in range(start, start + len(images))]
+        names = transform.Numbered(f"{self.name} x_{split}[", start, start + len(images), "]")
         return transform.fit(images, names, size, channels), self._labels[split][start:stop]

@@ -14,6 +14,7 @@ run, `evaluate` and `visualize` read the same split, or say that the folder
 changed.
 """
 
+import contextlib
 import hashlib
 import math
 from pathlib import Path
@@ -29,7 +30,12 @@ SPLIT_SEED = 0
 #: Pillow's refusal of larger pictures (decompression bombs) stays on.
 MAX_PIXELS = 4096 * 4096
 #: Pillow's modes that `read_image` reads as grey levels (alpha dropped).
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F")
+#: PIL's modes read as 8-bit grey levels, converted to "L".
+TO_GREY = ("1", "I", "I;16", "I;16B", "I;16L", "F")
+#: The modes read as they are; any other (palette, CMYK, ...) becomes "RGBA".
+AS_THEY_ARE = ("L", "RGB", "LA", "RGBA")
+#: The modes of grey images.
+GREY_MODES = ("L", "LA", *TO_GREY)
 
 
 def _visible(path, root):
@@ -79,26 +85,39 @@ def list_images(root):
     return files, np.asarray(labels, dtype="int64"), [d.name for d in classes]
 
 
-def read_image(path):
-    """One image file as a uint8 array `(H, W)` or `(H, W, C)`.
+@contextlib.contextmanager
+def open_image(path):
+    """An image file opened with PIL, for reading its header or its pixels.
 
     Raises:
-        DataError: naming the file, when it is not an image or is damaged.
+        DataError: naming the file, when it is not an image or is damaged
+            (found when opened or when its pixels are read in the block).
     """
     try:
         with Image.open(path) as picture:
-            if picture.width * picture.height > MAX_PIXELS:
-                raise DataError(f"{path}: {picture.width}x{picture.height} pixels, more than {MAX_PIXELS:,}")
-            picture.seek(0)
-            if picture.mode in ("1", "I", "I;16", "I;16B", "I;16L", "F"):
-                picture = picture.convert("L")  # grey, as 8-bit levels
-            elif picture.mode not in ("L", "RGB", "LA", "RGBA"):
-                picture = picture.convert("RGBA")  # palette, CMYK, ...: colour
-            return np.asarray(picture)
+            yield picture
     except DataError:
         raise
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise DataError(f"{path}: not a readable image ({type(error).__name__}: {str(error)[:100]})") from None
+
+
+def read_image(path):
+    """One image file as a uint8 array `(H, W)` or `(H, W, C)`.
+
+    Raises:
+        DataError: naming the file, when it is not an image, is damaged or
+            has more than `MAX_PIXELS` pixels.
+    """
+    with open_image(path) as picture:
+        if picture.width * picture.height > MAX_PIXELS:
+            raise DataError(f"{path}: {picture.width}x{picture.height} pixels, more than {MAX_PIXELS:,}")
+        picture.seek(0)
+        if picture.mode in TO_GREY:
+            picture = picture.convert("L")  # grey, as 8-bit levels
+        elif picture.mode not in AS_THEY_ARE:
+            picture = picture.convert("RGBA")  # palette, CMYK, ...: colour
+        return np.asarray(picture)
 
 
 class FolderSource:
@@ -142,12 +161,9 @@ class FolderSource:
         """
         sizes, colour = {}, False
         for path in self.files:
-            try:
-                with Image.open(path) as picture:
-                    sizes.setdefault((picture.height, picture.width), path)
-                    colour = colour or picture.mode not in GREY_MODES
-            except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
-                raise DataError(f"{path}: not a readable image ({type(error).__name__}: {str(error)[:100]})") from None
+            with open_image(path) as picture:
+                sizes.setdefault((picture.height, picture.width), path)
+                colour = colour or picture.mode not in GREY_MODES
         if size is None and len(sizes) > 1:
             (first, one), (second, other) = list(sizes.items())[:2]
             raise DataError(

@@ -244,6 +244,7 @@ class TfdsSource:
         if split == "test" and self._held_out:
             name, offset = "train", self._sizes["train"]
             start, stop = start + offset, stop + offset
+        names = transform.Numbered(f"{self.name} {split} image ", start, stop)
         tfds = _tfds()
         shape = self.builder.info.features[self.image_key].shape
         if None not in shape:  # one batch of fixed-size images
@@ -254,11 +255,9 @@ class TfdsSource:
             if self.name in BINARY_DATASETS:
                 images = images * np.uint8(255)
             labels = example[self.label_key] if self.label_key else np.full(len(images), -1)
-            names = [f"{self.name} {split} image {i}" for i in range(start, stop)]
             return transform.fit(images, names, size, channels), np.asarray(labels, "int64")
         pictures, labels = [], []
         for example in tfds.as_numpy(self.builder.as_dataset(split=f"{name}[{start}:{stop}]")):
             pictures.append(example[self.image_key])
             labels.append(example[self.label_key] if self.label_key else -1)
-        names = [f"{self.name} {split} image {i}" for i in range(start, stop)]
         return transform.fit(pictures, names, size, channels), np.asarray(labels, "int64")

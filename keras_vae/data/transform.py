@@ -8,6 +8,7 @@ dropped. Without `--image-size` every image must already have the same size;
 without `--channels` the images keep theirs (colour if any image is).
 """
 
+import collections.abc
 import re
 
 import numpy as np
@@ -67,13 +68,32 @@ def resize(picture, size):
     return _as_hwc(resized)
 
 
+class Numbered(collections.abc.Sequence):
+    """The names `f"{prefix}{i}{suffix}"` of images `start` to `stop - 1`,
+    each made when a message asks for it (a read of 60 000 images makes none).
+
+    Args:
+        prefix, suffix: around the image's number, e.g. `"mnist train image "`.
+        start, stop: the images' range.
+    """
+
+    def __init__(self, prefix, start, stop, suffix=""):
+        self.prefix, self.suffix, self.numbers = prefix, suffix, range(start, stop)
+
+    def __len__(self):
+        return len(self.numbers)
+
+    def __getitem__(self, index):
+        return f"{self.prefix}{self.numbers[index]}{self.suffix}"
+
+
 def fit(images, names, size=None, channels=None):
     """Images of one size and channel count, as one uint8 array `(n, h, w, c)`.
 
     Args:
         images: a uint8 array `(n, H, W[, C])`, or a list of images
             `(H, W[, C])` whose sizes and channels may differ.
-        names: what to call each image in a message (file names).
+        names: what to call each image in a message (file names, or `Numbered`).
         size: `(h, w)` to resize to, or None for the images' own size.
         channels: 1 or 3, or None for the images' own (colour if any is).
 
