@@ -24,12 +24,18 @@ build a `Topology` with their own machinery inside.
 import contextlib
 import dataclasses
 import os
+import socket
+import time
 
 import numpy as np
 
 from keras_vae.errors import UserError
 
 ALL = "all"
+#: How long a process waits to reach the coordinator of a multi-host run (JAX's own wait).
+JOIN_TIMEOUT_S = 300
+#: Why TensorFlow trains on one host: Keras 3's `fit` under `MultiWorkerMirroredStrategy`.
+KERAS_MULTI_WORKER_BUG = "https://github.com/keras-team/keras/issues/20585"
 #: On a machine without accelerators: one virtual device per CPU core at most.
 VIRTUAL_CPUS = "CPU core and no accelerator (one virtual device per core at most)"
 
@@ -90,6 +96,51 @@ def too_late(requested, present, engine):
         f"ask for the devices before anything runs on it (keras_vae.engines.setup({requested}) "
         "first, before building a model or loading data)"
     )
+
+
+def reach_coordinator(address, process_id, timeout=JOIN_TIMEOUT_S):
+    """Checks that the processes of a multi-host run can meet at `address`.
+
+    Process 0 serves the coordinator: its port must be free on this host.
+    Any other process waits until the coordinator's port answers, for at
+    most `timeout` seconds. (JAX would otherwise abort the process with a
+    gRPC status after its own 300 s, or at once for a port in use.)
+
+    Args:
+        address: `HOST:PORT` of process 0.
+        process_id: this process's index.
+        timeout: seconds to wait for process 0.
+
+    Raises:
+        UserError: a malformed address, a port in use, or no coordinator in time.
+    """
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise UserError(f"--coordinator must be HOST:PORT (e.g. 10.0.0.1:1234), got {address!r}")
+    if process_id == 0:
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("", int(port)))
+            except OSError as error:
+                raise UserError(
+                    f"--coordinator {address}: process 0 serves the coordinator on port {port}, "
+                    f"which this host cannot open ({error.strerror or error}); choose another port"
+                ) from None
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            socket.create_connection((host.strip("[]"), int(port)), timeout=min(5.0, timeout)).close()
+            return
+        except OSError as error:
+            if time.monotonic() >= deadline:
+                raise UserError(
+                    f"process {process_id} could not reach the coordinator at {address} within "
+                    f"{timeout:g} s ({error.strerror or error}): start process 0 with the same "
+                    "--coordinator, and check that this host reaches it"
+                ) from None
+            time.sleep(0.5)
 
 
 class Processes:

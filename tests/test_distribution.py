@@ -251,11 +251,11 @@ def test_evaluation_on_two_devices_gives_the_one_device_numbers(tmp_path, backen
     for devices in (1, 2):
         out = tmp_path / f"eval-{devices}.json"
         # 5 images (odd: one device waits in the last pass), k = 120 in chunks of 50.
-        result = run_on(
-            devices,
+        # One command on every backend: on torch, evaluate.py starts the processes.
+        result = run_python(
             [SCRIPTS / "evaluate.py", model_path, "--num-examples", "5", "--iw-samples", "120",
              "--max-rows", "50", "--devices", str(devices), "--quiet", "--output", out],
-            backend,
+            backend=backend,
         )
         assert result.returncode == 0, result.stderr[-3000:]
         results.append(json.loads(out.read_text()))
@@ -280,8 +280,16 @@ def test_bad_device_requests_are_one_line(tmp_path, backend):
     if backend == "jax":
         one_error_line(run_python([*train, *joining[:2]]), "give all three of --coordinator")
         one_error_line(run_python([*train, *joining[:4], "--process-id", "2"]), "--process-id must lie in [0, 2)")
+        # No process 0 at the coordinator: a timeout, not a hang (nor JAX's abort).
+        alone = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2", "--process-id", "1"]
+        one_error_line(run_python([*train, *alone, "--join-timeout", "1"]), "could not reach the coordinator", "within 1 s")
+        with socket.socket() as busy:  # process 0 cannot serve on a port in use
+            busy.bind(("127.0.0.1", 0))
+            busy.listen()
+            taken = ["--coordinator", f"127.0.0.1:{busy.getsockname()[1]}", *joining[2:]]
+            one_error_line(run_python([*train, *taken]), "serves the coordinator", "choose another port")
     else:
-        one_error_line(run_python([*train, *joining]), "join JAX processes")
+        one_error_line(run_python([*train, *joining]), "join JAX processes", "keras-team/keras/issues/20585")
     assert not (tmp_path / "run").exists()  # nothing written
 
 

@@ -18,6 +18,9 @@ from keras_vae.model.config import is_likelihood
 
 def main(args, prog):
     """Estimates the likelihood of `args.model` on a split; prints a table."""
+    status = engines.launch(args.devices)
+    if status is not None:  # worker processes ran this command (torch --devices N)
+        return status
     topology = engines.setup(args.devices)  # before the backend runs anything
     if topology.chief:
         flags.announce_backend(prog, topology.describe())

@@ -15,7 +15,7 @@ import sys
 import types
 from pathlib import Path
 
-from keras_vae import data, files, model, pretrained
+from keras_vae import data, files, model, parallel, pretrained
 from keras_vae.backend import check_backend
 from keras_vae.errors import FileSystemError, UserError
 from keras_vae.model.archive import read_settings
@@ -184,13 +184,17 @@ def add_process_flags(parser):
     group.add_argument("--coordinator", default=None, metavar="HOST:PORT", help="the address of process 0, the same in every process (or $KERAS_DISTRIBUTION_JOB_ADDRESSES)")
     group.add_argument("--num-processes", type=int, default=None, metavar="N", help="how many processes train together (or $KERAS_DISTRIBUTION_NUM_PROCESSES)")
     group.add_argument("--process-id", type=int, default=None, metavar="I", help="this process's index, 0 to N - 1; 0 writes the run (or $KERAS_DISTRIBUTION_PROCESS_ID)")
+    group.add_argument("--join-timeout", type=float, default=parallel.JOIN_TIMEOUT_S, metavar="SECONDS", help="how long a process waits to reach process 0 at --coordinator before it gives up in one line (default %(default)g)")
 
 
 def apply_process_flags(args):
     """Puts the flags of `add_process_flags` into Keras's environment variables.
 
+    A process checks first that the processes can meet (`parallel.reach_coordinator`).
+
     Raises:
-        UserError: the flags on another backend than JAX, or incomplete.
+        UserError: the flags on another backend than JAX, incomplete, or a
+            coordinator that cannot be reached (or served).
     """
     given = {
         "KERAS_DISTRIBUTION_JOB_ADDRESSES": args.coordinator,
@@ -202,7 +206,8 @@ def apply_process_flags(args):
     if check_backend() != "jax":
         raise UserError(
             "--coordinator, --num-processes and --process-id join JAX processes; on torch, "
-            "start the processes with torchrun; TensorFlow trains on one host"
+            "start the processes with torchrun (--nnodes); TensorFlow trains on one host "
+            f"(Keras 3's fit fails under MultiWorkerMirroredStrategy: {parallel.KERAS_MULTI_WORKER_BUG})"
         )
     if any(value is None for value in given.values()):
         raise UserError("give all three of --coordinator, --num-processes and --process-id")
@@ -210,6 +215,9 @@ def apply_process_flags(args):
         raise UserError(
             f"--process-id must lie in [0, {args.num_processes}), got {args.process_id}"
         )
+    if not args.join_timeout > 0:
+        raise UserError(f"--join-timeout must be a positive number of seconds, got {args.join_timeout:g}")
+    parallel.reach_coordinator(args.coordinator, args.process_id, args.join_timeout)
     os.environ.update({name: str(value) for name, value in given.items()})
 
 

@@ -132,7 +132,7 @@ def evaluate_parser(prog):
     parser.add_argument("--output", default=None, help="also write the results to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar (there is none when the output is not a terminal)")
     parser.add_argument("--max-rows", type=flags.positive_int, default=None, help="latent vectors decoded per forward pass and device (memory vs. speed; default: the fastest size measured, docs/performance.md)")
-    parser.add_argument("--devices", default="1", metavar="N|all", help="split the images over N devices (as train.py --devices; torch: under torchrun); the numbers are those of one device")
+    parser.add_argument("--devices", default="1", metavar="N|all", help="split the images over N devices (as train.py --devices: on torch, N processes it starts, or torchrun's); the numbers are those of one device")
     flags.add_process_flags(parser)
     flags.add_debug_flag(parser)
     return parser

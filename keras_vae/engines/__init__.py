@@ -8,7 +8,7 @@ on the loss, and JAX needs a pure function of the variables. Each engine
 module has the same interface:
 
     train_step(model, ...), test_step(model, ...)   called by `VAE`
-    launch(requested, batch_size) -> status or None   start worker processes (torch)
+    launch(requested, batch_size=None) -> status or None   start worker processes (torch)
     setup(requested) -> parallel.Topology             --devices N on this engine
     list_devices()                                    e.g. ["cpu:0"]
     one_device(network)                               no batch split over devices
@@ -55,10 +55,15 @@ def setup(requested=1):
     return topology
 
 
-def launch(requested, batch_size):
+def launch(requested, batch_size=None):
     """Starts the worker processes that train on `requested` devices, where
     the engine trains in processes of its own (torch, without torchrun), and
     waits for them.
+
+    Args:
+        requested: a device count or `"all"`.
+        batch_size: the global batch to check against the count, or None
+            (evaluation).
 
     Returns:
         Their exit status, or None where this process trains itself (then

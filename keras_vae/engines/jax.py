@@ -83,7 +83,7 @@ def test_step(model, state, data):
 # Devices and processes ------------------------------------------------------
 
 
-def launch(requested, batch_size):
+def launch(requested, batch_size=None):
     """Nothing to start: this engine trains on its devices in this process
     (`setup`). Returns None."""
     return None

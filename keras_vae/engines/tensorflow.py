@@ -67,7 +67,7 @@ def test_step(model, data):
     return update_trackers(model, losses)
 
 
-def launch(requested, batch_size):
+def launch(requested, batch_size=None):
     """Nothing to start: this engine trains on its devices in this process
     (`setup`). Returns None."""
     return None

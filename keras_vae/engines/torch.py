@@ -263,13 +263,14 @@ def _free_port():
         return probe.getsockname()[1]
 
 
-def launch(requested, batch_size):
+def launch(requested, batch_size=None):
     """Starts one worker process per device on this host, running this
-    command again, and waits for them: `--devices N` without torchrun.
+    command again, and waits for them: `--devices N` without torchrun
+    (`train.py`, `evaluate.py`).
 
     Checked here first, before any worker starts (one line, exit 2): the
     device count against the GPUs (or, without any, the CPU cores) and the
-    batch size against the count. The workers are started by torch's own
+    batch size, where there is one, against the count. The workers are started by torch's own
     launcher (`torch.distributed.launcher`, what torchrun runs) on 127.0.0.1;
     the chief's standard output is the command's, the workers' errors go to
     log files: a failure is told in one line (the chief's error, else
@@ -278,7 +279,7 @@ def launch(requested, batch_size):
 
     Args:
         requested: the device count, or `"all"`.
-        batch_size: the global batch.
+        batch_size: the global batch (training), or None.
 
     Returns:
         The workers' exit status (0, or the first failure's), or None where
@@ -292,7 +293,8 @@ def launch(requested, batch_size):
         return None
     if count > present:
         raise too_many(requested, present, "GPU" if torch.cuda.is_available() else "CPU core")
-    Topology(devices=count).check_batch_size(batch_size)
+    if batch_size is not None:
+        Topology(devices=count).check_batch_size(batch_size)
     logs = tempfile.mkdtemp(prefix="keras-vae-workers-")
     config = LaunchConfig(
         min_nodes=1, max_nodes=1, nproc_per_node=count, rdzv_backend="c10d",
@@ -339,8 +341,8 @@ def setup(requested):
     if world == 1 and count > 1:
         raise UserError(
             f"--devices {count} on the torch backend needs one process per device: "
-            f"launch with `torchrun --nproc-per-node {count} scripts/evaluate.py ...` "
-            f"(or `python -m torch.distributed.run ...`)"
+            f"start them with keras_vae.engines.launch({count}) (what --devices {count} does), "
+            f"or run the script under `torchrun --nproc-per-node {count}`"
         )
     if count != world:
         raise UserError(
