@@ -99,17 +99,22 @@ def one_device(network):
 
 
 class OneStepAtATime(keras.callbacks.Callback):
-    """Waits for each training step to finish before the next is dispatched.
+    """Waits for each step to finish before the next is dispatched: the
+    training steps, and the validation steps `fit` runs after each epoch.
 
     For JAX's virtual CPU devices (`--devices N` on a machine without
     accelerators): they share one thread pool, and with many steps queued
     XLA's in-process all-reduce can wait for a participant that never gets
     a thread; its 40-second rendezvous timeout then aborts the process
     (reproduced with `benchmarks/run.py --backends jax --devices 2` on all
-    60 000 images). Waiting for each step prevents it.
+    60 000 images, and with `benchmarks/resume.py` in the validation steps
+    while the training steps waited). Waiting for each step prevents it.
     """
 
     def on_train_batch_end(self, batch, logs=None):
+        jax.block_until_ready(logs)
+
+    def on_test_batch_end(self, batch, logs=None):
         jax.block_until_ready(logs)
 
 
