@@ -146,3 +146,19 @@ def test_the_worker_trains_on_two_devices_and_reports_once(tmp_path, backend, mn
     assert "iwae_seconds" not in result  # measured on one device only
     monkeypatch.setattr(sys, "argv", ["run.py", "--devices", "1,2", "--epochs", "2"])
     assert run.parse_args().devices == [1, 2]  # the benchmark's flag
+
+
+@pytest.mark.any_backend  # the table is arithmetic on recorded numbers
+def test_the_resume_table_compares_each_run_with_the_one_it_replaces():
+    spec = importlib.util.spec_from_file_location("benchmark_resume", ROOT / "benchmarks" / "resume.py")
+    resume = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(resume)
+    losses = dict(zip(resume.RUNS, (100.0, 100.5, 99.0, 101.0)))
+    found = {"jax": {"losses": losses, "killed_at": 3, "weight_difference": 0.05, "seed_weight_difference": 1.5}}
+    table = resume.report(resume.parse_args([]), found)
+    row = next(line for line in table.splitlines() if line.startswith("| jax"))
+    assert row == (
+        "| jax | 100.000 | 100.500 | 99.000 | 101.000 | +1.000 (+1.01%) | +0.500 (+0.50%) | +2.000 "
+        "| 5.0e-02 | 1.5e+00 |"
+    )
+    assert "`python benchmarks/resume.py --backends tensorflow,jax,torch --num-train 10000 --epochs 6 --kill-after 3`" in table
