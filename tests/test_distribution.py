@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import ROOT, SCRIPTS, one_error_line, run_python
+from conftest import ROOT, SCRIPTS, one_error_line, run_here, run_python
 from keras_vae.model import load_model, save_model
 from keras_vae import VAE
 
@@ -251,12 +251,15 @@ def test_evaluation_on_two_devices_gives_the_one_device_numbers(tmp_path, backen
     for devices in (1, 2):
         out = tmp_path / f"eval-{devices}.json"
         # 5 images (odd: one device waits in the last pass), k = 120 in chunks of 50.
-        # One command on every backend: on torch, evaluate.py starts the processes.
-        result = run_python(
-            [SCRIPTS / "evaluate.py", model_path, "--num-examples", "5", "--iw-samples", "120",
-             "--max-rows", "50", "--devices", str(devices), "--quiet", "--output", out],
-            backend=backend,
-        )
+        args = [model_path, "--num-examples", "5", "--iw-samples", "120", "--max-rows", "50",
+                "--devices", str(devices), "--quiet", "--output", out]
+        # One device in this process; two in a command of their own (their
+        # virtual devices are made at the engine's start; on torch,
+        # evaluate.py starts the two processes).
+        if devices == 1:
+            result = run_here(SCRIPTS / "evaluate.py", *args)
+        else:
+            result = run_python([SCRIPTS / "evaluate.py", *args], backend=backend)
         assert result.returncode == 0, result.stderr[-3000:]
         results.append(json.loads(out.read_text()))
     one, two = results
@@ -280,6 +283,7 @@ def test_bad_device_requests_are_one_line(tmp_path, backend):
     if backend == "jax":
         one_error_line(run_python([*train, *joining[:2]]), "give all three of --coordinator")
         one_error_line(run_python([*train, *joining[:4], "--process-id", "2"]), "--process-id must lie in [0, 2)")
+        one_error_line(run_python([*train, "--coordinator", "10.0.0.1", *joining[2:]]), "must be HOST:PORT")
         # No process 0 at the coordinator: a timeout, not a hang (nor JAX's abort).
         alone = ["--coordinator", f"127.0.0.1:{free_port()}", "--num-processes", "2", "--process-id", "1"]
         one_error_line(run_python([*train, *alone, "--join-timeout", "1"]), "could not reach the coordinator", "within 1 s")

@@ -124,9 +124,11 @@ def test_killing_the_launcher_alone_stops_its_workers_and_the_run_resumes(tmp_pa
     args = [SCRIPTS / "train.py", "--epochs", "6", "--output-dir", folder, *TINY_RUN]
     # torchrun's workers lead sessions of their own; train.py's (torch's
     # launcher in the command's process) are its children.
-    command = [*torchrun(2), *map(str, args)] if launcher == "torchrun" else list(map(str, args))
+    def command():  # torchrun on a port of its own each time
+        return [*torchrun(2), *map(str, args)] if launcher == "torchrun" else list(map(str, args))
+
     started = subprocess.Popen(
-        [sys.executable, *command], cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "torch"},
+        [sys.executable, *command()], cwd=ROOT, env={**os.environ, "KERAS_BACKEND": "torch"},
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
     )
     deadline = time.time() + 300
@@ -140,11 +142,12 @@ def test_killing_the_launcher_alone_stops_its_workers_and_the_run_resumes(tmp_pa
     while any(map(alive, workers)) and time.time() < deadline:
         time.sleep(0.1)
     assert not any(map(alive, workers)), "the launcher's workers outlived it"
-    if launcher != "torchrun":  # the resume after a kill: once, under torchrun
-        return
-    result = run_on(2, args, backend)
+    # The same command resumes: one command (train.py starts its two processes) or torchrun.
+    result = run_python(command(), backend="torch")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Resuming" in result.stdout
+    assert result.stdout.count("test loss") == 1  # the chief's output; the other's goes to a log
+    assert json.loads((folder / "config.json").read_text())["topology"]["processes"] == 2
     assert [row["epoch"] for row in run_folder.read_history(folder / "history.csv")] == [1, 2, 3, 4, 5, 6]
 
 
@@ -201,15 +204,10 @@ def test_processes_that_find_different_checkpoints_refuse_to_resume(tmp_path, ba
 
 
 @pytest.mark.slow
-def test_one_command_trains_on_two_torch_processes(tmp_path, backend):
+def test_a_failing_worker_of_one_command_is_one_line(tmp_path, backend):
     if backend != "torch":
         pytest.skip("torch trains in processes of its own")
-    folder = tmp_path / "run"
-    result = run_python([SCRIPTS / "train.py", "--epochs", "2", "--output-dir", folder, *TINY_RUN])
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert result.stdout.count("test loss") == 1  # the chief's output; the other's goes to a log
-    assert json.loads((folder / "config.json").read_text())["topology"]["processes"] == 2
-    assert [row["epoch"] for row in run_folder.read_history(folder / "history.csv")] == [1, 2]
+    # (One command training on two processes: the killing test above.)
     # A worker's error is its one line: no launcher traceback, nothing written.
     failed = run_python([SCRIPTS / "train.py", "--dataset", "cifar10", "--output-dir", tmp_path / "other", *TINY_RUN])
     one_error_line(failed, "cifar10", "not prepared")
