@@ -272,6 +272,7 @@ def test_evaluation_on_two_devices_gives_the_one_device_numbers(tmp_path, backen
 def test_bad_device_requests_are_one_line(tmp_path, backend):
     train = [SCRIPTS / "train.py", "--epochs", "1", "--output-dir", tmp_path / "run"]
     one_error_line(run_python([*train, "--devices", "two"]), "--devices", "'two'")
+    one_error_line(run_python([*train, "--devices", "0"]), "--devices must be a positive number", "'0'")
     # On torch, checked before any worker process starts.
     too_many = str(os.cpu_count() + 1)
     one_error_line(run_python([*train, "--devices", too_many]), f"--devices {too_many}", "or fewer")
