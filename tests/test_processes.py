@@ -168,9 +168,11 @@ def test_a_two_device_run_resumed_after_a_kill_is_the_uninterrupted_run(tmp_path
     assert json.loads((resumed / "metrics.json").read_text())["num_train"] == 2000
     assert not (resumed / "backup").exists() and not (resumed / ".lock").exists()
     # The images come in the run's own order of (seed, epoch), and the seed
-    # states are in the checkpoint: the same run. TensorFlow's CPU reductions
-    # are not bitwise repeatable from run to run: to 1e-5 there.
-    tolerance = 1e-5 if backend == "tensorflow" else 0
+    # states are in the checkpoint: the same run. TensorFlow's logged losses
+    # (its replicas' metrics, reduced by several CPU threads) differ in the
+    # last bit from run to run (up to 1.0e-7 relative measured; its weights
+    # were equal in 4 of 4 runs): to 1e-6 there.
+    tolerance = 1e-6 if backend == "tensorflow" else 0
     rows = [
         [{k: v for k, v in row.items() if k != "seconds"} for row in run_folder.read_history(folder / "history.csv")]
         for folder in (resumed, whole)
