@@ -242,6 +242,7 @@ def test_bad_data_requests_are_one_line_and_write_nothing(tmp_path, monkeypatch)
 def test_messages_name_images_by_their_number_made_when_asked():
     names = transform.Numbered("npz:a.npz x_train[", 3, 5, "]")
     assert len(names) == 2 and list(names) == ["npz:a.npz x_train[3]", "npz:a.npz x_train[4]"]
+    assert names[1:] == ["npz:a.npz x_train[4]"] and names[-1] == "npz:a.npz x_train[4]"
     pictures = [np.zeros((4, 4), "uint8"), np.zeros((5, 5), "uint8")]
     with pytest.raises(DataError, match=r"4x4 in npz:a.npz x_train\[3\], 5x5 in npz:a.npz x_train\[4\]"):
         transform.fit(pictures, names)

@@ -29,12 +29,11 @@ SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 SPLIT_SEED = 0
 #: Pillow's refusal of larger pictures (decompression bombs) stays on.
 MAX_PIXELS = 4096 * 4096
-#: Pillow's modes that `read_image` reads as grey levels (alpha dropped).
-#: PIL's modes read as 8-bit grey levels, converted to "L".
+#: Pillow's modes that `read_image` reads as 8-bit grey levels, converted to "L".
 TO_GREY = ("1", "I", "I;16", "I;16B", "I;16L", "F")
 #: The modes read as they are; any other (palette, CMYK, ...) becomes "RGBA".
 AS_THEY_ARE = ("L", "RGB", "LA", "RGBA")
-#: The modes of grey images.
+#: The modes of grey images (an alpha channel is dropped).
 GREY_MODES = ("L", "LA", *TO_GREY)
 
 

@@ -84,6 +84,8 @@ class Numbered(collections.abc.Sequence):
         return len(self.numbers)
 
     def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
         return f"{self.prefix}{self.numbers[index]}{self.suffix}"
 
 
