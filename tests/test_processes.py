@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 from conftest import ROOT, SCRIPTS, committed_epoch, kill_after_epoch, one_error_line, run_python
+from keras_vae import data, evaluation
 from keras_vae.model import load_model
 from keras_vae.run import folder as run_folder
 from test_distribution import run_jax_processes, run_on, torchrun
@@ -121,7 +122,7 @@ def test_killing_the_launcher_alone_stops_its_workers_and_the_run_resumes(tmp_pa
     if backend != "torch":
         pytest.skip("torch trains in processes of its own")
     folder = tmp_path / "run"
-    args = [SCRIPTS / "train.py", "--epochs", "6", "--output-dir", folder, *TINY_RUN]
+    args = [SCRIPTS / "train.py", "--epochs", "6", "--final-iw-samples", "20", "--output-dir", folder, *TINY_RUN]
     # torchrun's workers lead sessions of their own; train.py's (torch's
     # launcher in the command's process) are its children.
     def command():  # torchrun on a port of its own each time
@@ -149,6 +150,12 @@ def test_killing_the_launcher_alone_stops_its_workers_and_the_run_resumes(tmp_pa
     assert result.stdout.count("test loss") == 1  # the chief's output; the other's goes to a log
     assert json.loads((folder / "config.json").read_text())["topology"]["processes"] == 2
     assert [row["epoch"] for row in run_folder.read_history(folder / "history.csv")] == [1, 2, 3, 4, 5, 6]
+    # The two processes scored half the test images each: the one-process numbers.
+    metrics = json.loads((folder / "metrics.json").read_text())
+    test_images = data.load_dataset("mnist", num_train=2001, num_test=101).x_test
+    alone = evaluation.evaluate_likelihood(load_model(folder / "model.keras"), test_images, iw_samples=20, seed=0)
+    assert metrics["test_iw_nll"] == pytest.approx(alone["iw_nll"], rel=1e-9)
+    assert metrics["test_neg_elbo"] == pytest.approx(alone["neg_elbo"], rel=1e-9)
 
 
 @pytest.mark.slow

@@ -432,20 +432,25 @@ def fit(session, verbose):
 
 
 def finish(session):
-    """Saves the model and, on the chief, writes the test numbers and figures;
-    the other processes wait for it (`Topology.join_at_end`), so that all
-    leave together however long the chief's work takes.
+    """Saves the model and, on the chief, writes the test numbers and figures.
+
+    With several processes, every process scores its share of the test
+    images for `--final-iw-samples` (the expensive part), then the others
+    wait for the chief (`Topology.join_at_end`), so that all leave together
+    however long the chief's work takes.
 
     Returns:
         The metrics (the chief), or None (the other processes).
     """
-    topology, run, model, config = session.topology, session.run, session.model, session.config
+    topology, run, model = session.topology, session.run, session.model
     diverged = session.divergence.diverged_epoch
     if session.scratch is not None:  # the chief's last collective save, below
         if diverged is None:
             save_model(model, session.scratch.model)
         shutil.rmtree(session.scratch.path, ignore_errors=True)
     if not topology.chief:
+        if diverged is None:
+            shared_likelihood(as_saved(model, session), session)
         topology.finish()
         if diverged is None:
             topology.join_at_end()  # while the chief writes the run folder
@@ -454,12 +459,10 @@ def finish(session):
         topology.finish()
         raise diverged_error(diverged, session.history.rows, run)
     save_model(model, run.model)
+    model = as_saved(model, session)
+    likelihood = shared_likelihood(model, session)
     topology.finish()  # the other processes leave; the chief goes on alone
-    if config.dtype_policy != "float32" or topology.parallel:
-        # Test numbers from the float32 model on one device, as saved.
-        model = fresh_copy(model)
-        model.compile(jit_compile=JIT_COMPILE[config.jit_compile])
-    metrics = test_metrics(model, session)
+    metrics = test_metrics(model, session, likelihood)
     files.write_json(run.metrics, metrics)
     dataset = session.dataset
     visualize.make_figures(model, dataset.x_test, dataset.y_test, run.figures, run_dir=run.path)
@@ -481,8 +484,34 @@ def diverged_error(epoch, rows, run):
     )
 
 
-def test_metrics(model, session):
-    """`metrics.json`: the test losses, timings, sizes, and the likelihood if asked."""
+def as_saved(model, session):
+    """The model the test numbers come from: float32 on one device, as saved
+    (a compiled copy where it was trained under a mixed policy or in parallel)."""
+    config, topology = session.config, session.topology
+    if config.dtype_policy == "float32" and not topology.parallel:
+        return model
+    model = fresh_copy(model)
+    model.compile(jit_compile=JIT_COMPILE[config.jit_compile])
+    return model
+
+
+def shared_likelihood(model, session):
+    """`--final-iw-samples` on the test images, split over the processes of
+    a multi-process run (every process calls it; each scores its share and
+    `evaluation.evaluate_likelihood` sums them). None on one process, where
+    `test_metrics` scores them, or without the flag."""
+    config, dataset, topology = session.config, session.dataset, session.topology
+    if topology.processes == 1 or not config.final_iw_samples:
+        return None
+    return evaluation.evaluate_likelihood(
+        model, dataset.x_test, labels=dataset.y_test if model.conditional else None,
+        iw_samples=config.final_iw_samples, seed=config.seed, topology=topology,
+    )
+
+
+def test_metrics(model, session, likelihood=None):
+    """`metrics.json`: the test losses, timings, sizes, and the likelihood if
+    asked (`likelihood`: already computed over the processes, or None)."""
     config, dataset = session.config, session.dataset
     x_test = model_inputs(model, dataset.x_test, dataset.y_test)
     test = model.evaluate(x_test, batch_size=config.batch_size, verbose=0, return_dict=True)
@@ -503,7 +532,7 @@ def test_metrics(model, session):
         "test_neg_elbo_bits_per_dim": evaluation.bits_per_dim(test["neg_elbo"], model.image_shape),
     }
     if config.final_iw_samples:
-        likelihood = evaluation.evaluate_likelihood(
+        likelihood = likelihood or evaluation.evaluate_likelihood(
             model, dataset.x_test, labels=dataset.y_test if model.conditional else None,
             iw_samples=config.final_iw_samples, seed=config.seed,
         )
