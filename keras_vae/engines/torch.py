@@ -270,8 +270,9 @@ def launch(requested, batch_size=None):
 
     Checked here first, before any worker starts (one line, exit 2): the
     device count against the GPUs (or, without any, the CPU cores) and the
-    batch size, where there is one, against the count. The workers are started by torch's own
-    launcher (`torch.distributed.launcher`, what torchrun runs) on 127.0.0.1;
+    batch size, where there is one, against the count. The workers are
+    started by torch's own launcher (`torch.distributed.launcher`, what
+    torchrun runs) on 127.0.0.1;
     the chief's standard output is the command's, the workers' errors go to
     log files: a failure is told in one line (the chief's error, else
     another worker's), the chief's warnings are repeated at the end. For

@@ -449,7 +449,7 @@ def finish(session):
             save_model(model, session.scratch.model)
         shutil.rmtree(session.scratch.path, ignore_errors=True)
     if not topology.chief:
-        if diverged is None:
+        if diverged is None and shares_likelihood(session):
             shared_likelihood(as_saved(model, session), session)
         topology.finish()
         if diverged is None:
@@ -495,13 +495,19 @@ def as_saved(model, session):
     return model
 
 
+def shares_likelihood(session):
+    """True where the processes of a run split `--final-iw-samples` (several
+    processes, and the flag given)."""
+    return session.topology.processes > 1 and bool(session.config.final_iw_samples)
+
+
 def shared_likelihood(model, session):
     """`--final-iw-samples` on the test images, split over the processes of
     a multi-process run (every process calls it; each scores its share and
-    `evaluation.evaluate_likelihood` sums them). None on one process, where
-    `test_metrics` scores them, or without the flag."""
+    `evaluation.evaluate_likelihood` sums them). None where the processes do
+    not share it (`shares_likelihood`): `test_metrics` scores them."""
     config, dataset, topology = session.config, session.dataset, session.topology
-    if topology.processes == 1 or not config.final_iw_samples:
+    if not shares_likelihood(session):
         return None
     return evaluation.evaluate_likelihood(
         model, dataset.x_test, labels=dataset.y_test if model.conditional else None,
