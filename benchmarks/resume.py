@@ -36,6 +36,9 @@ from pathlib import Path
 
 import numpy as np
 
+from keras_vae.model import load_model
+from keras_vae.run.checkpoint import RunCheckpoint
+
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -70,10 +73,9 @@ def train(backend, command):
 
 
 def committed_epoch(folder):
-    try:
-        return json.loads((Path(folder) / "backup" / "training_metadata.json").read_text())["epoch"]
-    except (OSError, ValueError, KeyError):
-        return 0
+    """The last epoch the run in `folder` committed (0: none yet)."""
+    committed = RunCheckpoint(Path(folder) / "backup", write=False).committed()
+    return committed[0][0] if committed else 0
 
 
 def kill_after(backend, command, folder, epoch):
@@ -95,8 +97,6 @@ def kill_after(backend, command, folder, epoch):
 
 
 def weights(folder):
-    from keras_vae.model import load_model
-
     return load_model(Path(folder) / "model.keras").get_weights()
 
 
